@@ -1,0 +1,175 @@
+"""Fit a law to runs with NUTS.
+
+Defaults that just work: 4 chains run in parallel over host CPU devices
+(vectorised when fewer devices exist), 1000 warm-up + 1000 draws each, a dense
+mass matrix, every chain started near a quick robust optimum (see
+:mod:`bayescale.init`), a progress bar when stderr is a terminal.  The same
+seed gives bit-identical draws.  The model's arrays are passed as arguments
+(``jit_model_args``) so JAX's persistent cache reuses the compiled sampler for
+any data of the same law and shape.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from importlib import metadata
+
+import numpy as np
+
+from .cards import resolve_law
+from .diagnostics import diagnose
+from .errors import BayescaleError, ConvergenceWarning
+from .init import init_near, quick_optimum
+from .model import make_model, reference_points
+from .noise import NOISE_MODELS
+from .result import Fit
+from .runs import prepare_runs
+
+__all__ = ["fit"]
+
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+
+
+def _versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("bayescale", "numpyro", "jax", "jaxlib", "arviz", "numpy", "pandas"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+class _CompileClock:
+    """Sums JAX's tracing/lowering/compilation durations while active."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.active = False
+
+    def __call__(self, event, duration, **kwargs):
+        if self.active and event in _COMPILE_EVENTS:
+            self.seconds += duration
+
+
+_CLOCK = _CompileClock()
+_CLOCK_REGISTERED = False
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise BayescaleError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, mapping=None,
+        chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
+        target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
+        progress: bool | None = None) -> Fit:
+    """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
+
+    ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
+    name such as ``"chinchilla"`` or a :class:`~bayescale.cards.Law`),
+    ``formula`` + ``priors`` (e.g. ``"E + A / N**alpha"`` and
+    ``{"E": "LogNormal(0, 1)", ...}``) or ``card`` (a TOML file).  ``noise``
+    overrides the card's noise model; ``mapping`` renames columns
+    (``{"loss": "val_loss"}``).
+    """
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS, log_likelihood
+
+    global _CLOCK_REGISTERED
+    t0 = time.perf_counter()
+    law = resolve_law(law, formula=formula, priors=priors, card=card)
+    noise = noise or law.noise
+    if noise not in NOISE_MODELS:
+        raise BayescaleError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
+    chains = _check_int("chains", chains, 1)
+    warmup = _check_int("warmup", warmup, 10)
+    draws = _check_int("draws", draws, 10)
+    seed = _check_int("seed", seed, 0)
+    max_tree_depth = _check_int("max_tree_depth", max_tree_depth, 2)
+    if not (isinstance(target_accept, (int, float)) and 0 < target_accept < 1):
+        raise BayescaleError(f"target_accept must be in (0, 1), got {target_accept!r}")
+    table = prepare_runs(runs, law, mapping=mapping, noise=noise)
+
+    inputs = table.input_arrays()
+    loss = table.response_array()
+    refs = reference_points(law, inputs, loss)
+    t_init = time.perf_counter()
+    start = quick_optimum(law, noise, inputs, loss, refs, seed=seed)
+    start.pop("_natural")
+    t_init = time.perf_counter() - t_init
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    method = "parallel" if jax.local_device_count() >= chains else "vectorized"
+    if chains == 1:
+        method = "sequential"
+    model = make_model(law, noise)
+    kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept,
+                  max_tree_depth=max_tree_depth, init_strategy=init_near(start))
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method=method, progress_bar=progress, jit_model_args=True)
+    args = ({k: jnp.asarray(v, jnp.float32) for k, v in inputs.items()},
+            {k: jnp.asarray(v, jnp.float32) for k, v in refs.items()})
+    y = jnp.asarray(loss, jnp.float32)
+
+    if not _CLOCK_REGISTERED:
+        jax.monitoring.register_event_duration_secs_listener(_CLOCK)
+        _CLOCK_REGISTERED = True
+    _CLOCK.seconds, _CLOCK.active = 0.0, True
+    t_mcmc = time.perf_counter()
+    try:
+        mcmc.run(jax.random.PRNGKey(seed), *args, loss=y,
+                 extra_fields=("diverging", "num_steps", "energy", "accept_prob"))
+        samples = mcmc.get_samples(group_by_chain=True)
+        jax.block_until_ready(samples)
+    finally:
+        _CLOCK.active = False
+    t_mcmc = time.perf_counter() - t_mcmc
+    compile_s = _CLOCK.seconds
+
+    t_post = time.perf_counter()
+    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+    ll = np.asarray(log_likelihood(model, flat, *args, loss=y)["loss"]).reshape(chains, draws, -1)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    steps = np.asarray(extra["num_steps"])
+    sample_stats = {
+        "diverging": np.asarray(extra["diverging"]),
+        "n_steps": steps,
+        "tree_depth": np.ceil(np.log2(steps + 1)).astype(int),
+        "energy": np.asarray(extra["energy"]),
+        "acceptance_rate": np.asarray(extra["accept_prob"]),
+    }
+    posterior = {name: np.asarray(samples[name]) for name in list(law.param_names) + ["sigma"]}
+    from . import azstats
+
+    idata = azstats.from_arrays(
+        posterior, {"loss": ll}, {"loss": loss}, inputs, sample_stats,
+        attrs={"inference_library": "numpyro", "bayescale_law": law.name})
+    var_names = list(law.param_names) + ["sigma"]
+    diagnostics = diagnose(idata, var_names, max_tree_depth)
+    t_post = time.perf_counter() - t_post
+
+    settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed,
+                "target_accept": target_accept, "dense_mass": dense_mass,
+                "max_tree_depth": max_tree_depth, "chain_method": method,
+                "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
+    grads = int(steps.sum())
+    timings = {"init_s": t_init, "mcmc_s": t_mcmc, "compile_s": compile_s,
+               "sampling_s": max(t_mcmc - compile_s, 0.0), "postprocess_s": t_post,
+               "total_s": time.perf_counter() - t0, "gradients_sampling": grads,
+               "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_mcmc - compile_s, 1e-9)}
+    result = Fit(idata=idata, law=law, noise=noise, runs=table, refs=refs, settings=settings,
+                 versions=_versions(), diagnostics=diagnostics, timings=timings)
+    if not diagnostics.passed:
+        warnings.warn(f"fit of {law.name!r} failed the diagnostics gate: "
+                      + "; ".join(diagnostics.problems) + ". Try: " + "; ".join(diagnostics.advice),
+                      ConvergenceWarning, stacklevel=2)
+    return result

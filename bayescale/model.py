@@ -1,0 +1,69 @@
+"""A :class:`~bayescale.cards.Law` and a noise model as a plain NumPyro model.
+
+``model(inputs, refs, loss=None)``: with ``loss`` given it conditions on the
+observed responses; with ``loss=None`` the same function draws predictions
+(use it with :class:`numpyro.infer.Predictive`).
+
+* ``inputs``: dict of input name -> 1-D array (raw units, validated > 0);
+* ``refs``: dict of reference points: ``<input>_ref`` (geometric means of the
+  fitted inputs) and ``loss_ref`` (geometric mean of the fitted response).
+
+Parameters with a ``scale`` in the card are sampled as dimensionless
+``<name>_hat`` with the card's prior, and recorded as the natural value
+``<name> = <name>_hat * scale`` (a deterministic site).  Parameters without a
+scale are sampled directly.  The noise scale is the site ``sigma``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cards import Law
+from .formula import Scope, evaluate
+from .noise import noise_distribution, uses_log_mean
+
+__all__ = ["hat_name", "make_model", "reference_points", "scale_values"]
+
+
+def hat_name(name: str) -> str:
+    return f"{name}_hat"
+
+
+def reference_points(law: Law, inputs: dict, loss) -> dict:
+    """Geometric means of each input and of the response (the data's centre)."""
+    refs = {f"{k}_ref": float(np.exp(np.mean(np.log(np.asarray(v, float))))) for k, v in inputs.items()}
+    refs["loss_ref"] = float(np.exp(np.mean(np.log(np.asarray(loss, float))))) if law.response.scale else 1.0
+    return refs
+
+
+def scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dict:
+    """The ``scale`` of every scaled parameter, given the unscaled parameters' values."""
+    scope = Scope({**refs, **values}, xp=xp)
+    return {p.name: evaluate(p.scale.tree, scope) for p in law.params if p.scale is not None}
+
+
+def make_model(law: Law, noise: str):
+    """The NumPyro model function for ``law`` with the named noise model."""
+    log_space = uses_log_mean(noise)
+
+    def model(inputs, refs, loss=None):
+        import numpyro
+
+        values = {}
+        for p in law.params:
+            if p.scale is None:
+                values[p.name] = numpyro.sample(p.name, p.prior.dist())
+        scales = scale_values(law, values, refs)
+        for p in law.params:
+            if p.scale is not None:
+                hat = numpyro.sample(hat_name(p.name), p.prior.dist())
+                values[p.name] = numpyro.deterministic(p.name, hat * scales[p.name])
+        sigma = numpyro.sample("sigma", law.sigma_prior.dist())
+        location = law.log_mean(values, inputs) if log_space else law.mean(values, inputs)
+        n = next(iter(inputs.values())).shape[0]
+        with numpyro.plate("runs", n):
+            numpyro.sample("loss", noise_distribution(noise, location, sigma, refs["loss_ref"]), obs=loss)
+
+    model.__name__ = f"{law.name}_{noise}"
+    model.__doc__ = f"NumPyro model: {law.formula} with {noise} noise."
+    return model

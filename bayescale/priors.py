@@ -1,0 +1,132 @@
+"""Prior strings such as ``"Uniform(0.05, 1)"`` parsed into NumPyro distributions.
+
+Grammar: ``Name(arg, arg, ...)`` with numeric positional arguments only, parsed
+with :mod:`ast` (never ``eval``).  Each family's arguments are checked here so
+a bad prior fails when the card or the command line is read, not inside JAX.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import PriorError
+
+__all__ = ["PRIORS", "Prior", "parse_prior"]
+
+# family -> (argument names, check(args) -> error text or None, support (lo, hi))
+PRIORS = {
+    "Uniform": (("low", "high"), lambda a: None if a[0] < a[1] else "low < high"),
+    "Normal": (("loc", "scale"), lambda a: None if a[1] > 0 else "scale > 0"),
+    "HalfNormal": (("scale",), lambda a: None if a[0] > 0 else "scale > 0"),
+    "LogNormal": (("loc", "scale"), lambda a: None if a[1] > 0 else "scale > 0"),
+    "Exponential": (("rate",), lambda a: None if a[0] > 0 else "rate > 0"),
+    "Gamma": (("concentration", "rate"), lambda a: None if min(a) > 0 else "both > 0"),
+    "Beta": (("concentration1", "concentration0"), lambda a: None if min(a) > 0 else "both > 0"),
+    "StudentT": (("df", "loc", "scale"), lambda a: None if a[0] > 0 and a[2] > 0 else "df > 0 and scale > 0"),
+    "HalfCauchy": (("scale",), lambda a: None if a[0] > 0 else "scale > 0"),
+    "TruncatedNormal": (
+        ("loc", "scale", "low", "high"),
+        lambda a: None if a[1] > 0 and a[2] < a[3] else "scale > 0 and low < high",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A parsed prior: family name and numeric arguments."""
+
+    family: str
+    args: tuple
+
+    def __str__(self) -> str:
+        return f"{self.family}({', '.join(f'{a:g}' for a in self.args)})"
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Support as ``(low, high)``, with infinities for unbounded sides."""
+        f, a = self.family, self.args
+        if f == "Uniform":
+            return (a[0], a[1])
+        if f == "TruncatedNormal":
+            return (a[2], a[3])
+        if f == "Beta":
+            return (0.0, 1.0)
+        if f in ("HalfNormal", "LogNormal", "Exponential", "Gamma", "HalfCauchy"):
+            return (0.0, math.inf)
+        return (-math.inf, math.inf)
+
+    @property
+    def positive(self) -> bool:
+        return self.bounds[0] >= 0
+
+    def dist(self):
+        """The NumPyro distribution."""
+        import numpyro.distributions as dist
+
+        f, a = self.family, self.args
+        if f == "TruncatedNormal":
+            return dist.TruncatedNormal(a[0], a[1], low=a[2], high=a[3])
+        return getattr(dist, f)(*a)
+
+    def median(self) -> float:
+        """A central value inside the support (used to start optimisers)."""
+        f, a = self.family, self.args
+        if f == "Uniform":
+            return 0.5 * (a[0] + a[1])
+        if f in ("Normal", "StudentT"):
+            return a[-2]
+        if f in ("HalfNormal", "HalfCauchy"):
+            return 0.6745 * a[0]
+        if f == "LogNormal":
+            return math.exp(a[0])
+        if f == "Exponential":
+            return math.log(2) / a[0]
+        if f == "Gamma":
+            return a[0] / a[1]
+        if f == "Beta":
+            return a[0] / (a[0] + a[1])
+        lo, hi = a[2], a[3]
+        return float(np.clip(a[0], lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo)))
+
+
+def parse_prior(text: str, what: str = "prior") -> Prior:
+    """Parse ``"Family(a, b)"``; ``what`` names the prior in error messages."""
+    families = ", ".join(f"{k}({', '.join(v[0])})" for k, v in PRIORS.items())
+    if not isinstance(text, str):
+        raise PriorError(f"{what} must be a string like 'Uniform(0, 1)', got {text!r}")
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        node = None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.keywords:
+        raise PriorError(
+            f"{what} {text!r} is not of the form Family(number, ...). Known families: {families}"
+        )
+    family = node.func.id
+    if family not in PRIORS:
+        raise PriorError(f"{what} {text!r}: unknown family {family!r}. Known families: {families}")
+    args = []
+    for a in node.args:
+        sign = 1.0
+        if isinstance(a, ast.UnaryOp) and isinstance(a.op, (ast.USub, ast.UAdd)):
+            sign = -1.0 if isinstance(a.op, ast.USub) else 1.0
+            a = a.operand
+        if not (isinstance(a, ast.Constant) and isinstance(a.value, (int, float))
+                and not isinstance(a.value, bool)):
+            raise PriorError(f"{what} {text!r}: arguments must be plain numbers")
+        args.append(sign * float(a.value))
+    names, check = PRIORS[family]
+    if len(args) != len(names):
+        raise PriorError(
+            f"{what} {text!r}: {family} takes {len(names)} arguments ({', '.join(names)}), got {len(args)}"
+        )
+    if not all(math.isfinite(v) for v in args):
+        raise PriorError(f"{what} {text!r}: arguments must be finite")
+    problem = check(args)
+    if problem:
+        raise PriorError(f"{what} {text!r}: {family} needs {problem}")
+    return Prior(family, tuple(args))

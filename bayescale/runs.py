@@ -1,0 +1,202 @@
+"""The runs table: read, rename, derive missing inputs, validate.
+
+Everything is checked here, before any array reaches JAX; each problem is a
+:class:`~bayescale.errors.DataError` that names the column, the rows (0-based
+positions in the table as given) and what was expected.  Suspicious but
+usable tables (duplicated rows, inputs that look like the wrong units) give a
+:class:`~bayescale.errors.DataWarning`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cards import Law
+from .errors import DataError, DataWarning, format_rows
+from .formula import Scope, evaluate
+from .noise import uses_log_mean
+
+__all__ = ["Runs", "parse_mapping", "prepare_runs", "read_table"]
+
+# kind -> smallest plausible value; below it the column probably has other units
+_UNIT_FLOOR = {"parameters": (1e3, "parameter counts (e.g. 7e10, not 70 for 70B)"),
+               "tokens": (1e3, "token counts (e.g. 1.4e12, not 1.4 for 1.4T)"),
+               "flops": (1e6, "FLOPs (e.g. 5.88e23)")}
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A validated runs table: the law's inputs and the response, nothing else."""
+
+    table: pd.DataFrame
+    inputs: tuple[str, ...]
+    response: str
+    source: str = "DataFrame"
+    derived: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def input_arrays(self) -> dict:
+        return {k: self.table[k].to_numpy(float) for k in self.inputs}
+
+    def response_array(self) -> np.ndarray:
+        return self.table[self.response].to_numpy(float)
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the used columns, for provenance."""
+        data = self.table[list(self.inputs) + [self.response]].to_csv(index=False)
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def parse_mapping(items) -> dict[str, str]:
+    """``["loss=val_loss", "N=params"]`` -> ``{"loss": "val_loss", "N": "params"}``."""
+    if items is None:
+        return {}
+    if isinstance(items, dict):
+        return dict(items)
+    out = {}
+    for item in items:
+        for part in str(item).split(","):
+            if not part.strip():
+                continue
+            key, sep, col = part.partition("=")
+            if not sep or not key.strip() or not col.strip():
+                raise DataError(f"--map entry {part!r} must look like name=column (e.g. loss=val_loss)")
+            out[key.strip()] = col.strip()
+    return out
+
+
+def read_table(data) -> tuple[pd.DataFrame, str]:
+    """A DataFrame and a description of where it came from."""
+    if isinstance(data, pd.DataFrame):
+        return data.reset_index(drop=True).copy(), "DataFrame"
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.is_file():
+            raise DataError(f"runs file {str(path)!r} does not exist")
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"runs file {str(path)!r} is not a readable CSV: {exc}") from None
+        return frame, str(path)
+    raise DataError(f"runs must be a pandas DataFrame or a CSV path, got {type(data).__name__}")
+
+
+def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+    """Column as float, with clear errors for missing, non-numeric or non-finite cells."""
+    raw = frame[col]
+    if raw.dtype == bool:
+        raise DataError(f"column {col!r} is boolean; expected numbers")
+    missing = np.flatnonzero(raw.isna().to_numpy())
+    if len(missing):
+        raise DataError(f"column {col!r} has {len(missing)} missing values at {format_rows(missing)}")
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = np.flatnonzero(values.isna().to_numpy())
+    if len(bad):
+        example = raw.iloc[bad[0]]
+        raise DataError(f"column {col!r} has {len(bad)} non-numeric values at {format_rows(bad)} "
+                        f"(e.g. {example!r}); expected numbers")
+    arr = values.to_numpy(float)
+    nonfinite = np.flatnonzero(~np.isfinite(arr))
+    if len(nonfinite):
+        raise DataError(f"column {col!r} has {len(nonfinite)} non-finite values (inf) at "
+                        f"{format_rows(nonfinite)}; expected finite numbers")
+    return arr
+
+
+def _positive(col: str, arr: np.ndarray, why: str) -> None:
+    bad = np.flatnonzero(arr <= 0)
+    if len(bad):
+        raise DataError(f"column {col!r} has {len(bad)} non-positive values at {format_rows(bad)}; "
+                        f"{col} must be > 0 ({why})")
+
+
+def prepare_runs(data, law: Law, mapping=None, noise: str | None = None) -> Runs:
+    """Validate ``data`` (DataFrame or CSV path) for ``law``; see the module docstring."""
+    frame, source = read_table(data)
+    mapping = parse_mapping(mapping)
+    for name, col in mapping.items():
+        if col not in frame.columns:
+            raise DataError(f"--map {name}={col}: the table has no column {col!r}; "
+                            f"columns are {list(map(str, frame.columns))}")
+    frame = frame.rename(columns={col: name for name, col in mapping.items()})
+    if frame.columns.duplicated().any():
+        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise DataError(f"columns {dup} appear more than once (after --map renaming)")
+    if len(frame) == 0:
+        raise DataError(f"the runs table {source!r} has no rows")
+
+    response = law.response.name
+    needed = {response}
+    columns = {}
+    derived = []
+    for spec in law.inputs:
+        if spec.name in frame.columns:
+            continue
+        if spec.derive is None:
+            raise DataError(f"column {spec.name!r} ({spec.meaning}) is missing; columns are "
+                            f"{list(map(str, frame.columns))}; rename one with --map {spec.name}=<column>")
+        lacking = sorted(n for n in spec.derive.names if n not in frame.columns)
+        if lacking:
+            raise DataError(f"column {spec.name!r} ({spec.meaning}) is missing and cannot be derived as "
+                            f"{spec.derive} because columns {lacking} are missing too")
+        derived.append(spec.name)
+        needed |= set(spec.derive.names)
+    needed |= set(law.input_names) - set(derived)
+    if response not in frame.columns:
+        raise DataError(f"column {response!r} ({law.response.meaning}) is missing; columns are "
+                        f"{list(map(str, frame.columns))}; rename one with --map {response}=<column>")
+    for col in sorted(needed):
+        columns[col] = _numeric(frame, col)
+        if col != response:
+            _positive(col, columns[col], "inputs enter the law through logs and powers")
+    if uses_log_mean(noise or law.noise) or law.response.scale:
+        _positive(response, columns[response], f"the {noise or law.noise} noise model works on log {response}")
+    for spec in law.inputs:
+        if spec.name in derived:
+            columns[spec.name] = np.asarray(evaluate(spec.derive.tree, Scope(columns, xp="numpy")), float)
+            _positive(spec.name, columns[spec.name], f"derived as {spec.derive}")
+
+    table = pd.DataFrame({k: columns[k] for k in list(law.input_names) + [response]})
+    _check_shape(table, law)
+    _warn_suspicious(table, law)
+    return Runs(table=table, inputs=law.input_names, response=response, source=source,
+                derived=tuple(derived))
+
+
+def _check_shape(table: pd.DataFrame, law: Law) -> None:
+    n_free = len(law.params) + 1
+    if len(table) < n_free + 1:
+        raise DataError(f"{len(table)} runs are too few for law {law.name!r}: it has {len(law.params)} "
+                        f"parameters plus a noise scale, so at least {n_free + 1} runs are needed")
+    direct = law.formula.names
+    for spec in law.inputs:
+        values = table[spec.name].to_numpy()
+        if np.all(values == values[0]) and (spec.name in direct or len(law.inputs) == 1):
+            raise DataError(f"column {spec.name!r} is constant (every row is {values[0]:g}); the law "
+                            f"needs it to vary to learn how the {law.response.name} depends on it")
+
+
+def _warn_suspicious(table: pd.DataFrame, law: Law) -> None:
+    dup = table.duplicated(keep="first").to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        warnings.warn(f"{len(rows)} duplicated runs (identical inputs and {law.response.name}) at "
+                      f"{format_rows(rows)}; each counts as a separate observation", DataWarning,
+                      stacklevel=3)
+    for spec in law.inputs:
+        floor = _UNIT_FLOOR.get(spec.kind)
+        values = table[spec.name].to_numpy()
+        if floor and values.min() < floor[0]:
+            small = np.flatnonzero(values < floor[0])
+            warnings.warn(f"column {spec.name!r} has {len(small)} values below {floor[0]:g} at "
+                          f"{format_rows(small)} (smallest {values.min():g}); the card expects "
+                          f"{floor[1]}: check the units", DataWarning, stacklevel=3)

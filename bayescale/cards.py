@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import BayescaleError, CardError
-from .formula import Expr, Scope, compile_expr, evaluate, log_evaluate
+from .formula import Expr, Scope, compile_expr, evaluate, is_positive, log_evaluate
 from .noise import NOISE_MODELS
 from .priors import Prior, parse_prior
 
@@ -107,8 +107,16 @@ class Law:
         return Scope({**inputs, **params}, dict((n, e.tree) for n, e in self.lets), positive, xp)
 
     def mean(self, params: dict, inputs: dict, xp: str = "jax"):
-        """The law's value at ``inputs`` (arrays broadcast against parameter arrays)."""
-        return evaluate(self.formula.tree, self._scope(params, inputs, xp))
+        """The law's value at ``inputs`` (arrays broadcast against parameter arrays).
+
+        Computed as ``exp(log_mean)`` when the formula is provably positive, so
+        intermediate powers cannot overflow (e.g. Kaplan's ``(N_c / N)**(a_N / a_D)``
+        in float32); directly otherwise.
+        """
+        scope = self._scope(params, inputs, xp)
+        if is_positive(self.formula.tree, scope):
+            return scope.fns["exp"](log_evaluate(self.formula.tree, scope))
+        return evaluate(self.formula.tree, scope)
 
     def log_mean(self, params: dict, inputs: dict, xp: str = "jax"):
         """``log`` of the law's value in the stable (log-sum-exp) form."""

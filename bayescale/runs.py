@@ -22,7 +22,7 @@ from .errors import DataError, DataWarning, format_rows
 from .formula import Scope, evaluate
 from .noise import uses_log_mean
 
-__all__ = ["Runs", "parse_mapping", "prepare_runs", "read_table"]
+__all__ = ["Runs", "parse_mapping", "prepare_grid", "prepare_runs", "read_table"]
 
 # kind -> smallest plausible value; below it the column probably has other units
 _UNIT_FLOOR = {"parameters": (1e3, "parameter counts (e.g. 7e10, not 70 for 70B)"),
@@ -119,8 +119,7 @@ def _positive(col: str, arr: np.ndarray, why: str) -> None:
                         f"{col} must be > 0 ({why})")
 
 
-def prepare_runs(data, law: Law, mapping=None, noise: str | None = None) -> Runs:
-    """Validate ``data`` (DataFrame or CSV path) for ``law``; see the module docstring."""
+def _frame(data, mapping) -> tuple[pd.DataFrame, str]:
     frame, source = read_table(data)
     mapping = parse_mapping(mapping)
     for name, col in mapping.items():
@@ -132,12 +131,13 @@ def prepare_runs(data, law: Law, mapping=None, noise: str | None = None) -> Runs
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise DataError(f"columns {dup} appear more than once (after --map renaming)")
     if len(frame) == 0:
-        raise DataError(f"the runs table {source!r} has no rows")
+        raise DataError(f"the table {source!r} has no rows")
+    return frame, source
 
-    response = law.response.name
-    needed = {response}
-    columns = {}
-    derived = []
+
+def _inputs(frame: pd.DataFrame, law: Law, extra=()) -> tuple[dict, list]:
+    """Validated input columns (derived where the card says how) plus ``extra`` columns."""
+    needed, derived = set(extra), []
     for spec in law.inputs:
         if spec.name in frame.columns:
             continue
@@ -151,20 +151,40 @@ def prepare_runs(data, law: Law, mapping=None, noise: str | None = None) -> Runs
         derived.append(spec.name)
         needed |= set(spec.derive.names)
     needed |= set(law.input_names) - set(derived)
-    if response not in frame.columns:
-        raise DataError(f"column {response!r} ({law.response.meaning}) is missing; columns are "
-                        f"{list(map(str, frame.columns))}; rename one with --map {response}=<column>")
+    columns = {}
     for col in sorted(needed):
         columns[col] = _numeric(frame, col)
-        if col != response:
+        if col not in extra:
             _positive(col, columns[col], "inputs enter the law through logs and powers")
-    if uses_log_mean(noise or law.noise) or law.response.scale:
-        _positive(response, columns[response], f"the {noise or law.noise} noise model works on log {response}")
     for spec in law.inputs:
         if spec.name in derived:
             columns[spec.name] = np.asarray(evaluate(spec.derive.tree, Scope(columns, xp="numpy")), float)
             _positive(spec.name, columns[spec.name], f"derived as {spec.derive}")
+    return columns, derived
 
+
+def prepare_grid(data, law: Law, mapping=None) -> pd.DataFrame:
+    """Validated inputs (no response) at which to predict: a DataFrame or dict of columns."""
+    if isinstance(data, dict):
+        try:
+            data = pd.DataFrame({k: np.atleast_1d(v) for k, v in data.items()})
+        except ValueError as exc:
+            raise DataError(f"grid columns must have equal lengths: {exc}") from None
+    frame, _ = _frame(data, mapping)
+    columns, _ = _inputs(frame, law)
+    return pd.DataFrame({k: columns[k] for k in law.input_names})
+
+
+def prepare_runs(data, law: Law, mapping=None, noise: str | None = None) -> Runs:
+    """Validate ``data`` (DataFrame or CSV path) for ``law``; see the module docstring."""
+    frame, source = _frame(data, mapping)
+    response = law.response.name
+    if response not in frame.columns:
+        raise DataError(f"column {response!r} ({law.response.meaning}) is missing; columns are "
+                        f"{list(map(str, frame.columns))}; rename one with --map {response}=<column>")
+    columns, derived = _inputs(frame, law, extra=(response,))
+    if uses_log_mean(noise or law.noise) or law.response.scale:
+        _positive(response, columns[response], f"the {noise or law.noise} noise model works on log {response}")
     table = pd.DataFrame({k: columns[k] for k in list(law.input_names) + [response]})
     _check_shape(table, law)
     _warn_suspicious(table, law)

@@ -14,6 +14,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "DataWarning",
+    "ExtrapolationWarning",
     "FitFileError",
     "FormulaError",
     "PriorError",
@@ -59,3 +60,7 @@ def format_rows(rows, limit: int = 8) -> str:
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     word = "row" if len(rows) == 1 else "rows"
     return f"{word} {head}{more}"
+
+
+class ExtrapolationWarning(UserWarning):
+    """A prediction or an optimum lies far outside the range of the fitted runs."""

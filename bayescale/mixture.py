@@ -1,0 +1,65 @@
+"""Posterior draws of one fit, or of several fits mixed with weights.
+
+``predict`` and ``optimal`` accept one :class:`~bayescale.result.Fit` or a list
+of fits with weights (e.g. stacking weights from ``compare``): the result is
+the weighted mixture of the fits' posteriors, so an answer need not bet on
+one law.  Each member contributes its own draws, each draw weighted
+``w_member / n_draws``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BayescaleError
+from .result import Fit
+
+__all__ = ["Member", "members", "weighted_quantile"]
+
+
+@dataclass(frozen=True)
+class Member:
+    fit: Fit
+    weight: float
+
+    def params(self) -> dict:
+        """Posterior draws of every law parameter and sigma, flattened, float64."""
+        return {k: self.fit.draws(k).astype(float) for k in self.fit.var_names}
+
+
+def members(fits, weights=None) -> list[Member]:
+    """Normalise ``fits`` (one Fit or a sequence) and ``weights`` into members."""
+    if isinstance(fits, Fit):
+        fits = [fits]
+    fits = list(fits) if isinstance(fits, (list, tuple)) else None
+    if not fits or not all(isinstance(f, Fit) for f in fits):
+        raise BayescaleError("expected a Fit or a non-empty list of Fit objects")
+    if weights is None:
+        if len(fits) > 1:
+            from .compare import stacking_weights
+
+            weights = stacking_weights(fits)
+        else:
+            weights = [1.0]
+    weights = np.asarray(weights, float)
+    if weights.shape != (len(fits),) or not np.all(np.isfinite(weights)) or np.any(weights < 0) \
+            or weights.sum() <= 0:
+        raise BayescaleError(f"weights must be {len(fits)} non-negative numbers with a positive sum, "
+                             f"got {weights.tolist()}")
+    weights = weights / weights.sum()
+    return [Member(f, float(w)) for f, w in zip(fits, weights) if w > 0]
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, probs) -> np.ndarray:
+    """Quantiles along axis 0 of ``values`` (S, G) with draw weights (S,): shape (len(probs), G)."""
+    order = np.argsort(values, axis=0)
+    v = np.take_along_axis(values, order, axis=0)
+    w = weights[order]
+    cw = np.cumsum(w, axis=0) - 0.5 * w
+    cw /= w.sum(axis=0)
+    out = np.empty((len(probs), values.shape[1]))
+    for j in range(values.shape[1]):
+        out[:, j] = np.interp(probs, cw[:, j], v[:, j])
+    return out

@@ -1,0 +1,89 @@
+"""The ``bayescale`` command line: a thin layer over the library's functions.
+
+Each group of commands lives in its own module under ``bayescale.cli`` and
+exposes ``register(subparsers)``, which adds its sub-commands with
+``subparsers.add_parser(...)`` and binds each to a function
+``run(args) -> int`` through ``parser.set_defaults(func=run)``.  A command
+writes its result with :func:`bayescale.cli._common.emit`, so that with
+``--json`` stdout holds exactly one JSON object.
+
+Conventions shared by every command (enforced here, in :func:`main`):
+
+* a :class:`~bayescale.errors.BayescaleError` prints ``error: <message>`` on
+  one line to stderr and exits with status 2 (with ``--json`` stdout also gets
+  ``{"error": {"type": ..., "message": ...}}``);
+* :class:`~bayescale.errors.DataWarning` and
+  :class:`~bayescale.errors.ConvergenceWarning` print as ``warning: <message>``
+  lines on stderr;
+* argparse usage errors exit with status 2 as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+#: Modules (under ``bayescale.cli``) that register sub-commands, in the order
+#: they appear in ``bayescale --help``.  Adding a group of commands is one line.
+COMMAND_MODULES = (
+    "core",     # laws, show, fit, summary
+    "demo",     # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bayescale",
+        description="Bayesian neural scaling laws: fit a law card to training runs with NUTS "
+                    "and read off the posterior.",
+        epilog="Every command takes --json (one JSON object on stdout). "
+               "Bad input exits with status 2 and a one-line 'error:' message.",
+    )
+    parser.add_argument("--version", action="version", version=f"bayescale {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from ..errors import ConvergenceWarning, DataWarning
+
+    if issubclass(category, (DataWarning, ConvergenceWarning)):
+        text = " ".join(str(message).split())
+        print(f"warning: {text}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line),
+              end="", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    from ..errors import BayescaleError, ConvergenceWarning, DataWarning
+    from ._common import emit_error
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.simplefilter("always", ConvergenceWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except BayescaleError as exc:
+            emit_error(args, exc)
+            return 2
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130

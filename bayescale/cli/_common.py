@@ -1,0 +1,193 @@
+"""Helpers shared by the command modules: ``--json``, output, fit reports, paths.
+
+Command modules use :func:`add_json` on every parser they create and write
+their result with :func:`emit` (one JSON object with ``--json``, text
+otherwise).  :func:`fit_report` / :func:`fit_text` are the one place where a
+:class:`~bayescale.result.Fit` becomes CLI output, so ``fit``, ``summary``
+and ``demo`` print the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+from ..errors import FitFileError, PriorError
+
+__all__ = ["add_json", "check_out_path", "emit", "emit_error", "fit_report", "fit_text",
+           "jsonable", "parse_prior_options", "prior_on", "short_citation"]
+
+
+def add_json(parser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print exactly one JSON object on stdout (and nothing else)")
+
+
+def jsonable(obj):
+    """``obj`` with numpy scalars/arrays made plain and NaN/inf made ``None``."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar / array
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def emit(args, data: dict, text: str) -> None:
+    """Write a command's result: ``data`` as JSON with ``--json``, else ``text``."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(jsonable(data), allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def emit_error(args, exc: BaseException) -> None:
+    message = " ".join(str(exc).split())  # one line, whatever the exception text holds
+    print(f"error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps({"error": {"type": type(exc).__name__, "message": message}}) + "\n")
+        sys.stdout.flush()
+
+
+def check_out_path(path, force: bool) -> Path | None:
+    """Fail fast (before any fitting) if ``path`` cannot be written."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise FitFileError(f"--out {str(path)!r} is a directory; give a file name such as fit.nc")
+    if path.exists() and not force:
+        raise FitFileError(f"--out {str(path)!r} exists; pass --force to overwrite it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FitFileError(f"--out {str(path)!r}: directory {str(parent)!r} does not exist")
+    return path
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_prior_options(items) -> dict[str, str]:
+    """``["alpha=Uniform(0.05, 1)", ...]`` -> ``{"alpha": "Uniform(0.05, 1)"}``.
+
+    Splits each entry on its first ``=``; the prior text itself is checked
+    later, when the law is compiled.
+    """
+    priors: dict[str, str] = {}
+    for item in items or []:
+        name, sep, text = str(item).partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name or not text:
+            raise PriorError(f"--prior {item!r} must look like name=Family(args), "
+                             f"e.g. --prior \"alpha=Uniform(0.05, 1)\"")
+        if not _IDENT.match(name):
+            raise PriorError(f"--prior {item!r}: {name!r} is not a parameter name "
+                             "(letters, digits and _, not starting with a digit)")
+        if name in priors:
+            raise PriorError(f"--prior for {name!r} given twice ({priors[name]!r} and {text!r})")
+        priors[name] = text
+    return priors
+
+
+_AUTHOR = re.compile(r"^(?:[A-Z][a-z]?\.[\s-]?)+\s*([A-Z][\w'-]+(?:\s[A-Z][\w'-]+)*)$")
+
+
+def short_citation(citation: str, arxiv: bool = False) -> str:
+    """``"J. Hoffmann, S. Borgeaud, ..., arXiv:2203.15556 (NeurIPS 2022)"`` -> ``"Hoffmann et al. 2022"``
+    (``"Hoffmann et al. 2022, arXiv:2203.15556"`` with ``arxiv=True``).
+
+    One entry per ``;``-separated reference; falls back to the text itself.
+    """
+    out = []
+    for ref in (r.strip() for r in citation.split(";")):
+        if not ref:
+            continue
+        pieces = [p.strip() for p in ref.split(",")]
+        authors = []
+        for p in pieces:
+            if p.startswith("et al"):
+                authors.append("et al.")
+                break
+            etal = p.endswith(" et al.")
+            m = _AUTHOR.match(p[: -len(" et al.")] if etal else p)
+            if not m:
+                break
+            authors.append(m.group(1))
+            if etal:
+                authors.append("et al.")
+                break
+        years = re.findall(r"\b(19\d\d|20\d\d)\b", ref)
+        year = years[-1] if years else ""
+        if not authors:
+            out.append(ref)
+            continue
+        name = authors[0] if len(authors) == 1 else f"{authors[0]} et al."
+        if len(authors) == 2 and authors[1] != "et al.":
+            name = f"{authors[0]} and {authors[1]}"
+        ids = re.findall(r"arXiv:\s*(\d{4}\.\d{4,5})", ref)
+        tail = f", arXiv:{ids[0]}" if arxiv and ids else ""
+        out.append(f"{name} {year}".strip() + tail)
+    return "; ".join(out)
+
+
+def prior_on(p) -> str:
+    """What a parameter's prior is on: ``"E"``, ``"E / loss_ref"``, ``"A / (loss_ref * N_ref**alpha)"``."""
+    if p.scale is None:
+        return p.name
+    scale = str(p.scale)
+    return f"{p.name} / {scale}" if scale.isidentifier() else f"{p.name} / ({scale})"
+
+
+def fit_report(fit, wall_s: float | None = None, **extra) -> dict:
+    """The JSON form of a fit's summary (``fit``, ``summary``, ``demo``)."""
+    table = fit.summary()
+    params = {name: {col: float(row[col]) for col in table.columns} for name, row in table.iterrows()}
+    timings = dict(fit.timings or {})
+    report = {
+        "law": fit.law.name, "title": fit.law.title, "formula": str(fit.law.formula),
+        "card_hash": fit.card_hash, "noise": fit.noise, "runs": len(fit.runs),
+        "runs_source": fit.runs.source, "interval": "q5..q95 is the 90% central posterior interval",
+        "params": params, "divergences": fit.diagnostics.divergences,
+        "diagnostics": fit.diagnostics.as_dict(), "settings": dict(fit.settings),
+        "wall_s": wall_s if wall_s is not None else timings.get("total_s"), "timings": timings,
+    }
+    report.update(extra)
+    return report
+
+
+def fit_text(fit, wall_s: float | None = None) -> str:
+    """The human-readable form of :func:`fit_report`."""
+    table = fit.summary().rename(columns={"q5": "5%", "q95": "95%"})
+    law = fit.law
+    s = fit.settings
+    lines = [
+        f"law: {law.name}   {law.response.name} = {law.formula}",
+        f"noise: {fit.noise}   runs: {len(fit.runs)} ({fit.runs.source})   "
+        f"chains: {s.get('chains')} x {s.get('draws')} draws after {s.get('warmup')} warm-up",
+        "",
+        table.to_string(float_format=lambda v: f"{v:.4g}"),
+        "(5%..95% is the 90% central posterior interval)",
+        "",
+        str(fit.diagnostics),
+    ]
+    t = fit.timings or {}
+    wall = wall_s if wall_s is not None else t.get("total_s")
+    if wall is not None:
+        detail = []
+        if "compile_s" in t:
+            detail.append(f"compile {t['compile_s']:.1f} s")
+        if "sampling_s" in t:
+            detail.append(f"sampling {t['sampling_s']:.1f} s")
+        if "gradients_sampling" in t:
+            detail.append(f"{t['gradients_sampling']} gradients")
+        lines.append(f"wall time {wall:.1f} s" + (f" ({', '.join(detail)})" if detail else ""))
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""Core commands: ``laws``, ``show``, ``fit``, ``summary``.
+
+::
+
+    bayescale laws [--markdown] [--json]
+    bayescale show chinchilla [--json]          # or: bayescale show --card my_law.toml
+    bayescale fit runs.csv --law chinchilla [--out fit.nc] [--json]
+    bayescale fit runs.csv --formula "E + A / N**alpha" \\
+        --prior "E=LogNormal(0, 1)" --prior "A=LogNormal(5, 3)" --prior "alpha=Uniform(0.05, 1)"
+    bayescale summary fit.nc [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+import time
+
+from ._common import (add_json, check_out_path, emit, fit_report, fit_text, parse_prior_options,
+                      prior_on, short_citation)
+
+__all__ = ["law_info", "laws_markdown", "register"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("laws", help="list the built-in law cards",
+                              description="The catalogue of built-in law cards.")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the catalogue as the Markdown table used in README.md")
+    add_json(p)
+    p.set_defaults(func=run_laws)
+
+    p = subparsers.add_parser("show", help="show one law card: formula, inputs, priors, noise, citation",
+                              description="Show one law card in full.")
+    p.add_argument("law", nargs="?", help="a built-in law name (see `bayescale laws`)")
+    p.add_argument("--card", metavar="PATH", help="a law card TOML file instead of a built-in name")
+    add_json(p)
+    p.set_defaults(func=run_show)
+
+    p = subparsers.add_parser(
+        "fit", help="fit a law to a runs table with NUTS",
+        description="Fit a scaling law to a runs table (CSV) with NUTS and print the posterior "
+                    "summary and the diagnostics verdict.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              bayescale fit runs.csv --law chinchilla --out fit.nc
+              bayescale fit runs.csv --law chinchilla --map loss=val_loss --map N=params
+              bayescale fit runs.csv --formula "E + A / N**alpha" \\
+                  --prior "E=LogNormal(0, 1)" --prior "A=LogNormal(5, 3)" --prior "alpha=Uniform(0.05, 1)"
+            """))
+    p.add_argument("runs", help="CSV file with one row per training run")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--law", help="a built-in law name (see `bayescale laws`)")
+    which.add_argument("--formula", help='your own law, e.g. "E + A / N**alpha" (N, D, C, U, M, x '
+                                         'are inputs; every other name is a parameter needing --prior)')
+    which.add_argument("--card", metavar="PATH", help="a law card TOML file")
+    p.add_argument("--prior", action="append", default=[], metavar="NAME=PRIOR",
+                   help='prior for a --formula parameter, e.g. "alpha=Uniform(0.05, 1)" (repeat per parameter)')
+    from ..noise import NOISE_MODELS
+
+    p.add_argument("--noise", choices=list(NOISE_MODELS),
+                   help="noise model (default: the card's; " + "; ".join(
+                       f"{k}: {v}" for k, v in NOISE_MODELS.items()) + ")")
+    p.add_argument("--map", action="extend", nargs="+", default=[], metavar="NAME=COLUMN",
+                   help="use a differently named column, e.g. --map loss=val_loss N=params")
+    p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    p.add_argument("--warmup", type=int, default=1000, help="warm-up iterations per chain (default 1000)")
+    p.add_argument("--draws", type=int, default=1000, help="draws per chain after warm-up (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same draws)")
+    p.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance (default 0.8)")
+    p.add_argument("--max-tree-depth", type=int, default=10, help="NUTS maximum tree depth (default 10)")
+    p.add_argument("--out", metavar="PATH", help="save the fit to this NetCDF file (e.g. fit.nc)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    add_json(p)
+    p.set_defaults(func=run_fit)
+
+    p = subparsers.add_parser("summary", help="summarise a saved fit (NetCDF from fit --out)",
+                              description="Print the posterior summary and diagnostics of a saved fit.")
+    p.add_argument("fit", help="a fit file written by `bayescale fit --out`")
+    add_json(p)
+    p.set_defaults(func=run_summary)
+
+
+# --------------------------------------------------------------------------- laws
+
+
+def law_info(law) -> dict:
+    """A law card as plain data (the JSON of ``show``)."""
+    from ..noise import NOISE_MODELS
+
+    roles = {law.irreducible: "irreducible"} if law.irreducible else {}
+    roles.update({e: "exponent" for e in law.exponents})
+    return {
+        "name": law.name, "title": law.title, "source": law.source, "card_hash": law.hash,
+        "formula": str(law.formula),
+        "response": {"name": law.response.name, "meaning": law.response.meaning,
+                     "units": law.response.units, "scaled": law.response.scale},
+        "description": law.description,
+        "inputs": [{"name": i.name, "meaning": i.meaning, "units": i.units, "kind": i.kind,
+                    "derive": str(i.derive) if i.derive is not None else None} for i in law.inputs],
+        "let": {name: str(expr) for name, expr in law.lets},
+        "params": [{"name": p.name, "prior": str(p.prior),
+                    "scale": str(p.scale) if p.scale is not None else None,
+                    "prior_on": prior_on(p),
+                    "role": roles.get(p.name), "meaning": p.meaning, "prior_note": p.prior_note}
+                   for p in law.params],
+        "noise": law.noise, "noise_description": NOISE_MODELS[law.noise],
+        "sigma_prior": str(law.sigma_prior),
+        "cost": f"C = {law.cost}" if law.cost is not None else None,
+        "citation": law.citation, "citation_short": short_citation(law.citation),
+    }
+
+
+def _catalogue() -> list[dict]:
+    from ..cards import list_laws, load_law
+
+    return [law_info(load_law(name)) for name in list_laws()]
+
+
+def laws_markdown(infos=None) -> str:
+    """The catalogue as a Markdown table (README.md holds this text verbatim)."""
+    infos = _catalogue() if infos is None else infos
+    lines = ["| law | what | formula | inputs | noise | source |", "|---|---|---|---|---|---|"]
+    for i in infos:
+        inputs = ", ".join(x["name"] for x in i["inputs"])
+        formula = f"{i['response']['name']} = {i['formula']}".replace("|", "\\|")
+        cite = short_citation(i["citation"], arxiv=True)
+        lines.append(f"| `{i['name']}` | {i['title']} | `{formula}` | {inputs} | {i['noise']} | {cite} |")
+    return "\n".join(lines)
+
+
+def run_laws(args) -> int:
+    infos = _catalogue()
+    if args.markdown and not args.json:
+        emit(args, {}, laws_markdown(infos))
+        return 0
+    width = max(len(i["name"]) for i in infos)
+    lines = []
+    for i in infos:
+        inputs = ", ".join(x["name"] for x in i["inputs"])
+        lines.append(f"{i['name']:<{width}}  {i['response']['name']} = {i['formula']}")
+        lines.append(f"{'':<{width}}  inputs: {inputs}   cite: {i['citation_short']}")
+    lines.append("")
+    lines.append("`bayescale show <law>` prints a card in full (priors, noise model, citation).")
+    emit(args, {"laws": infos}, "\n".join(lines))
+    return 0
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _wrap(text: str, indent: str, first: str | None = None, width: int = 96) -> str:
+    return textwrap.fill(" ".join(text.split()), width=width,
+                         initial_indent=indent if first is None else first, subsequent_indent=indent)
+
+
+def show_text(info: dict) -> str:
+    out = [f"{info['name']}: {info['title']}", ""]
+    out.append(f"formula:  {info['response']['name']} = {info['formula']}")
+    for name, expr in info["let"].items():
+        out.append(f"  where    {name} = {expr}")
+    resp = info["response"]
+    out.append(f"response: {resp['name']} ({resp['meaning']}{', ' + resp['units'] if resp['units'] else ''})")
+    if info["description"]:
+        out += ["", _wrap(info["description"], "")]
+    out += ["", "inputs:"]
+    w = max(len(x["name"]) for x in info["inputs"])
+    for x in info["inputs"]:
+        line = f"  {x['name']:<{w}}  {x['meaning']}"
+        if x["units"]:
+            line += f" [{x['units']}]"
+        if x["derive"]:
+            line += f"; if missing, derived as {x['name']} = {x['derive']}"
+        out.append(line)
+    out += ["", "parameters (a prior with a scale is on the dimensionless value / scale; "
+                "*_ref are the data's geometric means):"]
+    w = max(len(p["name"]) for p in info["params"])
+    for p in info["params"]:
+        role = f"  ({p['role']})" if p["role"] else ""
+        out.append(f"  {p['name']:<{w}}  {p['meaning']}{role}")
+        on = f" on {p['prior_on']}" if p["scale"] else ""
+        out.append(f"  {'':<{w}}  prior: {p['prior']}{on}")
+        if p["prior_note"]:
+            pad = "  " + " " * w + "  "
+            out.append(_wrap(p["prior_note"], pad + "      ", first=pad + "note: "))
+    out += ["", f"noise:    {info['noise']} ({info['noise_description']}); sigma ~ {info['sigma_prior']}"]
+    out.append(f"cost:     {info['cost'] or 'none (the law has no compute cost: it does not use both N and D)'}")
+    if info["citation"]:
+        out.append(_wrap(info["citation"], " " * 10, first="citation: "))
+    out.append(f"source:   {info['source']} (card hash {info['card_hash']})")
+    return "\n".join(out)
+
+
+def run_show(args) -> int:
+    from ..cards import law_from_file, load_law
+    from ..errors import BayescaleError
+
+    if (args.law is None) == (args.card is None):
+        raise BayescaleError("show needs a law name or --card PATH (one of them); "
+                             "`bayescale laws` lists the built-in laws")
+    law = load_law(args.law) if args.law is not None else law_from_file(args.card)
+    info = law_info(law)
+    emit(args, info, show_text(info))
+    return 0
+
+
+# --------------------------------------------------------------------------- fit, summary
+
+
+def run_fit(args) -> int:
+    from ..errors import BayescaleError
+    from ..fitting import fit
+    from ..runs import parse_mapping
+
+    out = check_out_path(args.out, args.force)
+    if args.prior and args.formula is None:
+        raise BayescaleError("--prior is only for --formula; a law card (--law, --card) states its own priors")
+    priors = parse_prior_options(args.prior) if args.formula is not None else None
+    mapping = parse_mapping(args.map)
+    t0 = time.perf_counter()
+    result = fit(args.runs, args.law, formula=args.formula, priors=priors, card=args.card,
+                 noise=args.noise, mapping=mapping, chains=args.chains, warmup=args.warmup,
+                 draws=args.draws, seed=args.seed, target_accept=args.target_accept,
+                 max_tree_depth=args.max_tree_depth, progress=args.progress)
+    wall = time.perf_counter() - t0
+    if out is not None:
+        result.save(out, force=args.force)
+    text = fit_text(result, wall)
+    if out is not None:
+        text += f"\nsaved: {out}"
+    emit(args, fit_report(result, wall, out=str(out) if out else None), text)
+    return 0
+
+
+def run_summary(args) -> int:
+    from ..result import load_fit
+
+    result = load_fit(args.fit)
+    emit(args, fit_report(result, file=args.fit), fit_text(result) + f"\nfrom: {args.fit}")
+    return 0

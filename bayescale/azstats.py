@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ess", "from_arrays", "load_netcdf", "rhat", "save_netcdf"]
+__all__ = ["ess", "from_arrays", "load_netcdf", "loo", "rhat", "save_netcdf", "stacking_weights", "waic"]
 
 
 def _az():
@@ -52,3 +52,67 @@ def save_netcdf(idata, path) -> None:
 
 def load_netcdf(path):
     return _az().from_netcdf(str(path))
+
+
+def loo(idata, var_name: str = "loss") -> dict:
+    """PSIS-LOO of one observed variable, as plain numbers and arrays.
+
+    Keys: ``elpd``, ``se``, ``p`` (effective number of parameters),
+    ``pointwise`` (elpd_loo_i, shape (n,)), ``pareto_k`` (shape (n,)),
+    ``n_samples``, ``good_k`` (ArviZ's sample-size dependent threshold).
+    ArviZ's own warning about large Pareto k is silenced: callers report it.
+    """
+    import warnings
+
+    az = _az()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = az.loo(idata, pointwise=True, var_name=var_name, scale="log")
+    return {"elpd": float(res["elpd_loo"]), "se": float(res["se"]), "p": float(res["p_loo"]),
+            "pointwise": np.asarray(res["loo_i"], float).reshape(-1),
+            "pareto_k": np.asarray(res["pareto_k"], float).reshape(-1),
+            "n_samples": int(res["n_samples"]), "good_k": float(res["good_k"])}
+
+
+def waic(idata, var_name: str = "loss") -> dict:
+    """WAIC (log scale) of one observed variable: ``elpd``, ``se``, ``p``, ``pointwise``, ``warning``.
+
+    ``warning`` is ArviZ's flag that some pointwise variance of the
+    log-likelihood exceeds 0.4 (WAIC then unreliable; prefer LOO).
+    """
+    import warnings
+
+    az = _az()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = az.waic(idata, pointwise=True, var_name=var_name, scale="log")
+    return {"elpd": float(res["elpd_waic"]), "se": float(res["se"]), "p": float(res["p_waic"]),
+            "pointwise": np.asarray(res["waic_i"], float).reshape(-1), "warning": bool(res["warning"])}
+
+
+def stacking_weights(pointwise: dict) -> dict:
+    """Stacking weights (Yao et al. 2018) from pointwise elpd_loo arrays, one per model name.
+
+    Done by ``az.compare(method="stacking")`` on ELPDData rebuilt from the
+    arrays (so pointwise values replaced by exact refits count).  Each
+    observation's values are shifted by their maximum over models first:
+    the weights do not change, and ``exp`` of very negative elpds cannot
+    underflow to 0 for every model at once.
+    """
+    import xarray as xr
+
+    az = _az()
+    names = list(pointwise)
+    mat = np.column_stack([np.asarray(pointwise[k], float) for k in names])
+    mat = mat - mat.max(axis=1, keepdims=True)
+    n = mat.shape[0]
+    elpds = {}
+    for j, name in enumerate(names):
+        col = mat[:, j]
+        elpds[name] = az.ELPDData(
+            data=[col.sum(), float(np.sqrt(n * col.var())), 0.0, 0, n, False,
+                  xr.DataArray(col, dims="run"), xr.DataArray(np.zeros(n), dims="run"), "log", 0.7],
+            index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning", "loo_i",
+                   "pareto_k", "scale", "good_k"])
+    table = az.compare(elpds, ic="loo", method="stacking", scale="log")
+    return {name: float(table.loc[name, "weight"]) for name in names}

@@ -235,6 +235,10 @@ def evaluate(tree: tuple, scope: Scope):
     if kind == "neg":
         return -evaluate(tree[1], scope)
     if kind == "call":
+        if tree[1] == "log":
+            # log(C / C50) as log C - log C50: the plain quotient's derivative
+            # C / C50**2 overflows float32 for FLOP-sized values and zeroes the gradient.
+            return log_evaluate(tree[2][0], scope)
         return scope.fns[tree[1]](*(evaluate(a, scope) for a in tree[2]))
     a, b = evaluate(tree[1], scope), evaluate(tree[2], scope)
     if kind == "add":

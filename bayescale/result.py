@@ -56,8 +56,12 @@ class Fit:
         return list(self.law.param_names) + ["sigma"]
 
     def draws(self, name: str) -> np.ndarray:
-        """Posterior draws of one variable, flattened over chains: shape (S,)."""
-        return np.asarray(self.idata.posterior[name]).reshape(-1)
+        """Posterior draws of one variable, flattened over chains: shape (S,), float64.
+
+        NUTS stores float32; sums of squares of FLOP-sized parameters (C50 ~ 1e20)
+        overflow float32, so the draws are widened here once for every consumer.
+        """
+        return np.asarray(self.idata.posterior[name], dtype=np.float64).reshape(-1)
 
     def summary(self) -> pd.DataFrame:
         return summary_table(self)

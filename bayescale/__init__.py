@@ -9,21 +9,25 @@ from .jaxsetup import configure as _configure
 _configure()
 
 from .cards import Law, law_from_file, law_from_formula, list_laws, load_law  # noqa: E402
+from .decision import Choice, PlanRegret, choose_allocation, compute_for_loss, plan_regret  # noqa: E402
 from .diagnostics import Diagnostics  # noqa: E402
 from .errors import (  # noqa: E402
-    BayescaleError, CardError, ConvergenceWarning, DataError, DataWarning, FitFileError,
-    FormulaError, PriorError,
+    BayescaleError, CardError, ConvergenceWarning, DataError, DataWarning, ExtrapolationWarning,
+    FitFileError, FormulaError, PriorError,
 )
 from .fitting import fit  # noqa: E402
 from .model import make_model  # noqa: E402
 from .noise import NOISE_MODELS  # noqa: E402
+from .optimal import Allocation, optimal  # noqa: E402
+from .predict import predict  # noqa: E402
 from .result import Fit, load_fit  # noqa: E402
 from .runs import Runs, prepare_runs  # noqa: E402
 
 __all__ = [
-    "BayescaleError", "CardError", "ConvergenceWarning", "DataError", "DataWarning", "Diagnostics",
-    "Fit", "FitFileError", "FormulaError", "Law", "NOISE_MODELS", "PriorError", "Runs", "fit",
-    "law_from_file", "law_from_formula", "list_laws", "load_fit", "load_law", "make_model",
-    "prepare_runs",
+    "Allocation", "BayescaleError", "CardError", "Choice", "ConvergenceWarning", "DataError",
+    "DataWarning", "Diagnostics", "ExtrapolationWarning", "Fit", "FitFileError", "FormulaError", "Law",
+    "NOISE_MODELS", "PlanRegret", "PriorError", "Runs", "choose_allocation", "compute_for_loss", "fit",
+    "law_from_file", "law_from_formula", "list_laws", "load_fit", "load_law", "make_model", "optimal",
+    "plan_regret", "predict", "prepare_runs",
 ]
 __version__ = "0.1.0"

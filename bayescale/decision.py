@@ -92,7 +92,9 @@ def choose_allocation(fit, budget: float, *, utility: str = "mean", q: float = 0
         raise BayescaleError(f"utility must be one of {', '.join(UTILITIES)}, got {utility!r}")
     if not (isinstance(q, (int, float)) and 0 < q < 1):
         raise BayescaleError(f"q must be in (0, 1), got {q!r}")
-    alloc = optimal(fit, [budget], max_tokens=max_tokens, n_bounds=n_bounds, weights=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alloc = optimal(fit, [budget], max_tokens=max_tokens, n_bounds=n_bounds, weights=weights)
     mems = members(fit, weights)
     k = _flops_per_param_token(mems[0].fit.law)
     logn = np.log(alloc.N[:, 0])
@@ -113,7 +115,7 @@ def choose_allocation(fit, budget: float, *, utility: str = "mean", q: float = 0
     j = int(np.nanargmin(values))
     chosen = losses[:, j]
     qs = weighted_quantile(chosen[:, None], w, [0.5, 0.05, 0.95])[:, 0]
-    regret = float((w * (chosen - alloc.loss[:, 0])).sum())
+    regret = float((w * np.maximum(chosen - alloc.loss[:, 0], 0.0)).sum())
     return Choice(float(budget), float(N[j]), float(D[j]), utility, float(q), float(values[j]),
                   float(qs[0]), float(qs[1]), float(qs[2]), regret)
 
@@ -211,7 +213,7 @@ def plan_regret(fit, N: float, D: float, *, within: float = 0.05, weights=None) 
         alloc = optimal(fit, [C], weights=weights)
     plan_loss = np.concatenate([_loss_at(m, np.array([N]), np.array([D]))[:, 0] for m in mems])
     w = alloc.weights
-    regret = plan_loss - alloc.loss[:, 0]
+    regret = np.maximum(plan_loss - alloc.loss[:, 0], 0.0)   # >= 0 up to solver rounding
     c_eq = _equivalent_compute(mems, plan_loss, C)
     eff = np.clip(c_eq / C, 0, 1)
     lq = weighted_quantile(plan_loss[:, None], w, [0.5, 0.05, 0.95])[:, 0]

@@ -296,16 +296,18 @@ def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: f
         law = m.fit.law
         params = m.params()
         unique = cap if "U" in law.input_names else None
-        u, f, D, u_lo, u_hi = _solve(law, params, all_budgets, d_inf=d_inf, unique=unique,
+        u, f, D, _, _ = _solve(law, params, all_budgets, d_inf=d_inf, unique=unique,
                                      cap=cap, n_lo=n_lo, n_hi=n_hi)
         B = len(budgets)
         N = np.exp(u)
-        tol = 1e-6
+        tol = 1e-9
         parts["N"].append(N[:, :B])
         parts["D"].append(D[:, :B])
         parts["loss"].append(np.exp(f[:, :B]))
         parts["w"].append(np.full(N.shape[0], m.weight / N.shape[0]))
-        parts["nb"].append((np.abs(u - u_lo) < tol)[:, :B] | (np.abs(u - u_hi) < tol)[:, :B])
+        on_lo = np.abs(u - np.log(n_lo)) < tol if n_bounds is not None else np.zeros_like(u, bool)
+        on_hi = np.abs(u - np.log(n_hi)) < tol if n_hi is not None else np.zeros_like(u, bool)
+        parts["nb"].append((on_lo | on_hi)[:, :B])
         at_cap = (D[:, :B] >= cap * (1 - 1e-6)) if (cap is not None and "U" not in law.input_names) \
             else np.zeros((N.shape[0], B), bool)
         parts["cap"].append(at_cap)

@@ -32,6 +32,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "core",     # laws, show, fit, summary
     "demo",     # demo
+    "predict",  # predict, optimal, plot
 )
 
 
@@ -54,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from ..errors import ConvergenceWarning, DataWarning
+    from ..errors import ConvergenceWarning, DataWarning, ExtrapolationWarning
 
-    if issubclass(category, (DataWarning, ConvergenceWarning)):
+    ours = issubclass(category, UserWarning) and "bayescale" in str(filename)
+    if issubclass(category, (DataWarning, ConvergenceWarning, ExtrapolationWarning)) or ours:
         text = " ".join(str(message).split())
         print(f"warning: {text}", file=sys.stderr)
     else:

@@ -38,3 +38,20 @@ def shared_datasets() -> Path:
             pytest.fail(message + "; BAYESCALE_REQUIRE_SHARED=1 forbids skipping", pytrace=False)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def epoch_runs(shared_datasets):
+    """Epoch's 240 Chinchilla runs (outliers excluded), read in place."""
+    import pandas as pd
+
+    frame = pd.read_csv(shared_datasets / "chinchilla_epoch" / "chinchilla_epoch_tidy.csv")
+    return frame[frame["epoch_outlier"] == 0].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def epoch_fit(epoch_runs):
+    """The default Chinchilla fit of Epoch's data, shared by every test that reads it (one NUTS run)."""
+    import bayescale
+
+    return bayescale.fit(epoch_runs, law="chinchilla", seed=0, progress=False)

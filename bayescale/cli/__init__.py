@@ -12,9 +12,9 @@ Conventions shared by every command (enforced here, in :func:`main`):
 * a :class:`~bayescale.errors.BayescaleError` prints ``error: <message>`` on
   one line to stderr and exits with status 2 (with ``--json`` stdout also gets
   ``{"error": {"type": ..., "message": ...}}``);
-* :class:`~bayescale.errors.DataWarning` and
-  :class:`~bayescale.errors.ConvergenceWarning` print as ``warning: <message>``
-  lines on stderr;
+* bayescale's warnings (:class:`~bayescale.errors.DataWarning`,
+  :class:`~bayescale.errors.ConvergenceWarning`, ...) print as
+  ``warning: <message>`` lines on stderr;
 * argparse usage errors exit with status 2 as usual.
 """
 
@@ -54,11 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from ..errors import ConvergenceWarning, DataWarning, ExtrapolationWarning
+def _bayescale_warnings() -> tuple:
+    """Every warning class bayescale defines (DataWarning, ConvergenceWarning, ...)."""
+    from .. import errors
 
+    return tuple(v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Warning))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
     ours = issubclass(category, UserWarning) and "bayescale" in str(filename)
-    if issubclass(category, (DataWarning, ConvergenceWarning, ExtrapolationWarning)) or ours:
+    if issubclass(category, _bayescale_warnings()) or ours:
         text = " ".join(str(message).split())
         print(f"warning: {text}", file=sys.stderr)
     else:
@@ -68,7 +73,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input)."""
-    from ..errors import BayescaleError, ConvergenceWarning, DataWarning
+    from ..errors import BayescaleError
     from ._common import emit_error
 
     parser = build_parser()
@@ -77,8 +82,8 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     with warnings.catch_warnings():
-        warnings.simplefilter("always", DataWarning)
-        warnings.simplefilter("always", ConvergenceWarning)
+        for category in _bayescale_warnings():
+            warnings.simplefilter("always", category)
         warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
         warnings.showwarning = _show_warning
         try:

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "core",     # laws, show, fit, summary
     "demo",     # demo
     "predict",  # predict, optimal, plot
+    "compare",  # compare, backtest
 )
 
 

@@ -35,7 +35,7 @@ from .errors import BayescaleError, ExtrapolationWarning
 from .mixture import members, weighted_quantile
 from .predict import prob_label
 
-__all__ = ["Allocation", "allocation_law_inputs", "optimal"]
+__all__ = ["Allocation", "allocate", "allocation_law_inputs", "optimal"]
 
 _GRID = 24
 _NEWTON = 6
@@ -169,6 +169,27 @@ def _solve(law, params, budgets, *, d_inf, unique, cap, n_lo, n_hi):
                         jnp.log(jnp.asarray(lo)), jnp.log(jnp.asarray(hi)))
         u, f, D = np.asarray(u), np.asarray(f), np.asarray(D)
     return u, f, D, np.broadcast_to(np.log(lo), u.shape), np.broadcast_to(np.log(hi), u.shape)
+
+
+def allocate(law: Law, params: dict, budgets, *, inference_tokens: float = 0.0, max_tokens=None,
+             n_bounds=(1.0, None)) -> dict:
+    """The optimum for given parameter values (no posterior): arrays (S, B) of N, D, loss.
+
+    ``params`` maps each law parameter to an array of S values (or a scalar).
+    This is the solver :func:`optimal` runs on each posterior draw.
+    """
+    allocation_law_inputs(law)
+    params = {k: np.atleast_1d(np.asarray(v, float)) for k, v in params.items()}
+    missing = sorted(set(law.param_names) - set(params))
+    if missing:
+        raise BayescaleError(f"allocate: no values for parameters {missing} of law {law.name!r}")
+    S = max(v.size for v in params.values())
+    params = {k: np.broadcast_to(v, (S,)) for k, v in params.items()}
+    params.setdefault("sigma", np.ones(S))
+    unique = max_tokens if "U" in law.input_names else None
+    u, f, D, _, _ = _solve(law, params, np.atleast_1d(np.asarray(budgets, float)), d_inf=inference_tokens,
+                           unique=unique, cap=max_tokens, n_lo=n_bounds[0] or 1.0, n_hi=n_bounds[1])
+    return {"N": np.exp(u), "D": D, "loss": np.exp(f)}
 
 
 @dataclass(frozen=True)

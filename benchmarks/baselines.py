@@ -2,7 +2,7 @@
 
 Both baselines fit the Chinchilla law ``L(N, D) = E + A / N**alpha + B / D**beta``
 to the 240 non-outlier Chinchilla runs reconstructed by Epoch AI
-(``/work/shared/datasets/chinchilla_epoch/chinchilla_epoch_tidy.csv``; see the
+(``../shared/datasets/chinchilla_epoch/chinchilla_epoch_tidy.csv``; see the
 ``SOURCE.md`` next to it). Each mode is meant to be run as its own process so that
 whole-process wall time (imports, compilation, fitting) can be measured, e.g.
 ``/usr/bin/time -v python benchmarks/baselines.py epoch``.
@@ -53,12 +53,14 @@ T_START = time.perf_counter()  # in-process clock; starts before numpy/jax impor
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-DATA_PATH = Path("/work/shared/datasets/chinchilla_epoch/chinchilla_epoch_tidy.csv")
+SHARED = Path(os.environ.get("BAYESCALE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DATA_PATH = SHARED / "datasets" / "chinchilla_epoch" / "chinchilla_epoch_tidy.csv"
 PARAM_NAMES = ("A", "B", "E", "alpha", "beta")
 HUBER_DELTA = 1e-3
 

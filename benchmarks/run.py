@@ -1,0 +1,135 @@
+"""Every benchmark figure the issues ask for, measured side by side in one run.
+
+    python benchmarks/run.py            # all
+    python benchmarks/run.py fit        # issue 2: fit wall time vs baselines, warm-cache refit
+    python benchmarks/run.py optimal    # issue 3: optimal() for 4000 draws x 100 budgets
+
+Figures are printed as text and, last, as one JSON object.  Timings are
+whole-process wall times of separate processes (imports and compilation
+included), so ratios compare what a user waits for.  The fit benchmark runs
+``bayescale fit`` twice with a fresh, empty JAX compilation cache (cold) and
+once more with the cache it left behind (warm).  Baselines are in
+``benchmarks/baselines.py``.  The data are read in place from
+``../shared/datasets`` (never copied into the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = Path(os.environ.get("BAYESCALE_SHARED", REPO.parent / "shared"))
+EPOCH = SHARED / "datasets" / "chinchilla_epoch" / "chinchilla_epoch_tidy.csv"
+
+
+def _run(cmd, env=None) -> tuple[float, dict]:
+    """Run a command; return (wall seconds, the JSON object on its last stdout line)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{proc.stderr[-2000:]}")
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+    return wall, json.loads(lines[-1])
+
+
+def bench_fit(baseline_runs: int = 1) -> dict:
+    import pandas as pd
+
+    bayescale = str(Path(sys.executable).with_name("bayescale"))
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = pd.read_csv(EPOCH)
+        runs = Path(tmp) / "epoch240.csv"
+        frame[frame["epoch_outlier"] == 0].to_csv(runs, index=False)
+        cache = Path(tmp) / "cache"
+        cmd = [bayescale, "fit", str(runs), "--law", "chinchilla", "--json", "--no-progress"]
+        cold_wall, cold = _run(cmd, {"BAYESCALE_CACHE_DIR": str(cache)})
+        warm_wall, warm = _run(cmd, {"BAYESCALE_CACHE_DIR": str(cache)})
+    base = [sys.executable, str(HERE / "baselines.py")]
+    epoch = [_run(base + ["epoch"]) for _ in range(baseline_runs)]
+    naive = [_run(base + ["naive"]) for _ in range(baseline_runs)]
+    epoch_wall = min(w for w, _ in epoch)
+    naive_wall = min(w for w, _ in naive)
+
+    def describe(report, wall):
+        t = report["timings"]
+        params = report["params"]
+        ess = min(p["ess_bulk"] for p in params.values())
+        return {"wall_s": wall, "compile_s": t["compile_s"], "sampling_s": t["sampling_s"],
+                "gradients_sampling": t["gradients_sampling"], "ess_bulk_min": ess,
+                "ess_bulk_per_sampling_s": ess / max(t["sampling_s"], 1e-9),
+                "r_hat_max": max(p["r_hat"] for p in params.values()),
+                "divergences": report["divergences"], "passed": report["diagnostics"]["passed"]}
+
+    out = {
+        "bayescale_cold": describe(cold, cold_wall),
+        "bayescale_warm": describe(warm, warm_wall),
+        "epoch_bootstrap": {"wall_s": epoch_wall, **{k: epoch[0][1][k] for k in ("grid_s", "boot_s")}},
+        "naive_nuts": {"wall_s": naive_wall, **{k: v for k, v in naive[0][1].items()
+                                                if k in ("gradients", "ess_bulk_min", "r_hat_max", "divergences")}},
+    }
+    out["ratios"] = {"cold_vs_epoch_bootstrap": cold_wall / epoch_wall,
+                     "cold_vs_naive_nuts": cold_wall / naive_wall,
+                     "warm_vs_cold": warm_wall / cold_wall}
+    out["targets"] = {"cold_vs_epoch_bootstrap": 0.15, "cold_vs_naive_nuts": 0.15, "warm_vs_cold": 0.5}
+    return out
+
+
+def bench_optimal(repeats: int = 5) -> dict:
+    code = r"""
+import json, time, warnings, numpy as np, pandas as pd, bayescale as bs
+warnings.simplefilter("ignore")
+frame = pd.read_csv(%r); frame = frame[frame.epoch_outlier == 0]
+fit = bs.fit(frame, law="chinchilla", progress=False)
+budgets = np.logspace(18, 27, 100)
+t0 = time.perf_counter(); bs.optimal(fit, budgets); first = time.perf_counter() - t0
+times = []
+for _ in range(%d):
+    t0 = time.perf_counter(); a = bs.optimal(fit, budgets); times.append(time.perf_counter() - t0)
+print(json.dumps({"draws": int(a.N.shape[0]), "budgets": int(a.N.shape[1]), "first_call_s": first,
+                  "after_compile_s_median": float(np.median(times)), "after_compile_s_min": float(min(times))}))
+""" % (str(EPOCH), repeats)
+    _, out = _run([sys.executable, "-c", code])
+    out["target_s"] = 0.5
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", nargs="?", choices=["all", "fit", "optimal"], default="all")
+    parser.add_argument("--baseline-runs", type=int, default=1, help="repeat each baseline, keep the fastest")
+    args = parser.parse_args(argv)
+    if not EPOCH.is_file():
+        print(f"error: {EPOCH} not found (set BAYESCALE_SHARED)", file=sys.stderr)
+        return 2
+    results = {"cpu_count": os.cpu_count()}
+    if args.which in ("all", "fit"):
+        r = results["fit"] = bench_fit(args.baseline_runs)
+        c, w = r["bayescale_cold"], r["bayescale_warm"]
+        print(f"bayescale fit, cold cache: {c['wall_s']:.1f} s (compile {c['compile_s']:.1f} s, sampling "
+              f"{c['sampling_s']:.2f} s, {c['gradients_sampling']} gradients after warm-up, ESS_bulk min "
+              f"{c['ess_bulk_min']:.0f} = {c['ess_bulk_per_sampling_s']:.0f}/s of sampling, R-hat max "
+              f"{c['r_hat_max']:.4f}, {c['divergences']} divergences)")
+        print(f"bayescale fit, warm cache: {w['wall_s']:.1f} s (compile {w['compile_s']:.1f} s)")
+        print(f"Epoch-style bootstrap baseline: {r['epoch_bootstrap']['wall_s']:.1f} s; naive NUTS "
+              f"baseline: {r['naive_nuts']['wall_s']:.1f} s")
+        for k, v in r["ratios"].items():
+            print(f"  {k}: {v:.3f} (target <= {r['targets'][k]})")
+    if args.which in ("all", "optimal"):
+        r = results["optimal"] = bench_optimal()
+        print(f"optimal(): {r['draws']} draws x {r['budgets']} budgets: {r['after_compile_s_median']:.3f} s "
+              f"after compilation (first call {r['first_call_s']:.2f} s; target < {r['target_s']} s)")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

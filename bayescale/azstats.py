@@ -99,6 +99,8 @@ def stacking_weights(pointwise: dict) -> dict:
     the weights do not change, and ``exp`` of very negative elpds cannot
     underflow to 0 for every model at once.
     """
+    import warnings
+
     import xarray as xr
 
     az = _az()
@@ -114,5 +116,7 @@ def stacking_weights(pointwise: dict) -> dict:
                   xr.DataArray(col, dims="run"), xr.DataArray(np.zeros(n), dims="run"), "log", 0.7],
             index=["elpd_loo", "se", "p_loo", "n_samples", "n_data_points", "warning", "loo_i",
                    "pareto_k", "scale", "good_k"])
-    table = az.compare(elpds, ic="loo", method="stacking", scale="log")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")  # pandas 3 vs ArviZ 0.23
+        table = az.compare(elpds, ic="loo", method="stacking", scale="log")
     return {name: float(table.loc[name, "weight"]) for name in names}

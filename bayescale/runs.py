@@ -84,7 +84,7 @@ def read_table(data) -> tuple[pd.DataFrame, str]:
             raise DataError(f"runs file {str(path)!r} does not exist")
         try:
             frame = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
             raise DataError(f"runs file {str(path)!r} is not a readable CSV: {exc}") from None
         return frame, str(path)
     raise DataError(f"runs must be a pandas DataFrame or a CSV path, got {type(data).__name__}")

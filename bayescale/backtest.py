@@ -315,7 +315,8 @@ def _groups(raw, frame, group):
     if missing:
         raise DataError(f"group columns {missing} do not exist; columns are {list(map(str, raw.columns))}")
     out = []
-    for key, idx in raw.groupby(group, sort=True).groups.items():
+    for key, part in raw.groupby(group, sort=True):
+        idx = part.index
         key = key if isinstance(key, tuple) else (key,)
         label = " / ".join(str(k) for k in key)
         out.append((label, raw.loc[idx].reset_index(drop=True), frame.loc[idx].reset_index(drop=True)))

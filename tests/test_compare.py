@@ -348,7 +348,7 @@ def test_loo_ranks_the_generating_law_first(kind):
 def test_student_t_log_vs_normal_raw_on_epoch_data(epoch_runs, epoch_fit):
     """Acceptance: the Jacobian-consistent comparison of the two noise models runs and says which wins."""
     raw = _fit(epoch_runs, "chinchilla", noise="normal_raw", chains=4, warmup=1000, draws=1000, seed=0)
-    c = compare([epoch_fit, raw], reloo=False)
+    c = compare([epoch_fit, raw])  # normal_raw has ~2 runs with k > 0.7: exact refits
     assert isinstance(c, Comparison) and c.n_runs == 240
     assert set(c.table["noise"]) == {"student_t_log", "normal_raw"}
     assert np.all(np.isfinite(c.table["elpd_loo"]))

@@ -293,8 +293,8 @@ def law_from_formula(formula: str, priors: dict[str, str], *, inputs=None, noise
         raise CardError(f"priors must be a dict of name -> prior string, got {type(priors).__name__}")
     probe = compile_expr(formula, _AnyName(), "formula")
     declared = set(inputs) if inputs is not None else set(STANDARD_INPUTS)
-    input_names = [n for n in sorted(probe.names) if n in declared and n not in priors]
-    params = [n for n in sorted(probe.names) if n not in input_names]
+    input_names = [n for n in probe.order if n in declared and n not in priors]
+    params = [n for n in probe.order if n not in input_names]
     missing = [p for p in params if p not in priors]
     if missing:
         raise CardError(

@@ -53,6 +53,11 @@ class ConvergenceWarning(UserWarning):
     """The sampler failed the diagnostics gate; the message says what to try."""
 
 
+def plural(n: int, word: str) -> str:
+    """``plural(1, "value")`` -> ``'1 value'``; ``plural(3, "value")`` -> ``'3 values'``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def format_rows(rows, limit: int = 8) -> str:
     """``[3, 9, 17]`` -> ``'rows 3, 9, 17'`` (0-based positions, truncated)."""
     rows = [int(r) for r in rows]

@@ -61,6 +61,7 @@ class Expr:
     source: str
     tree: tuple
     names: frozenset
+    order: tuple = ()   # the names in order of first appearance
 
     def __str__(self) -> str:
         return self.source
@@ -89,7 +90,7 @@ def compile_expr(source: str, allowed: set[str] | frozenset, what: str = "formul
         raise FormulaError(
             f"{what} {source!r} is not a valid expression ({exc.msg}). {_allowed_text(allowed)}"
         ) from None
-    names: set[str] = set()
+    names: dict[str, None] = {}   # ordered set
 
     def bad(n: ast.AST, construct: str):
         col = getattr(n, "col_offset", None)
@@ -108,7 +109,7 @@ def compile_expr(source: str, allowed: set[str] | frozenset, what: str = "formul
                 if n.id in FUNCTIONS:
                     raise bad(n, f"the function {n.id!r} used without a call")
                 raise bad(n, f"the unknown name {n.id!r}")
-            names.add(n.id)
+            names.setdefault(n.id)
             return ("name", n.id)
         if isinstance(n, ast.BinOp):
             op = _BINOPS.get(type(n.op))
@@ -149,7 +150,7 @@ def compile_expr(source: str, allowed: set[str] | frozenset, what: str = "formul
         raise bad(n, kinds.get(type(n), f"the construct {type(n).__name__}"))
 
     tree = conv(node)
-    return Expr(source=source.strip(), tree=tree, names=frozenset(names))
+    return Expr(source=source.strip(), tree=tree, names=frozenset(names), order=tuple(names))
 
 
 # --------------------------------------------------------------------------- backends

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .cards import Law
-from .errors import DataError, DataWarning, format_rows
+from .errors import DataError, DataWarning, format_rows, plural
 from .formula import Scope, evaluate
 from .noise import uses_log_mean
 
@@ -80,6 +80,8 @@ def read_table(data) -> tuple[pd.DataFrame, str]:
         return data.reset_index(drop=True).copy(), "DataFrame"
     if isinstance(data, (str, Path)):
         path = Path(data)
+        if path.is_dir():
+            raise DataError(f"runs file {str(path)!r} is a directory; give a CSV file")
         if not path.is_file():
             raise DataError(f"runs file {str(path)!r} does not exist")
         try:
@@ -97,17 +99,17 @@ def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
         raise DataError(f"column {col!r} is boolean; expected numbers")
     missing = np.flatnonzero(raw.isna().to_numpy())
     if len(missing):
-        raise DataError(f"column {col!r} has {len(missing)} missing values at {format_rows(missing)}")
+        raise DataError(f"column {col!r} has {plural(len(missing), 'missing value')} at {format_rows(missing)}")
     values = pd.to_numeric(raw, errors="coerce")
     bad = np.flatnonzero(values.isna().to_numpy())
     if len(bad):
         example = raw.iloc[bad[0]]
-        raise DataError(f"column {col!r} has {len(bad)} non-numeric values at {format_rows(bad)} "
+        raise DataError(f"column {col!r} has {plural(len(bad), 'non-numeric value')} at {format_rows(bad)} "
                         f"(e.g. {example!r}); expected numbers")
     arr = values.to_numpy(float)
     nonfinite = np.flatnonzero(~np.isfinite(arr))
     if len(nonfinite):
-        raise DataError(f"column {col!r} has {len(nonfinite)} non-finite values (inf) at "
+        raise DataError(f"column {col!r} has {plural(len(nonfinite), 'non-finite value')} (inf) at "
                         f"{format_rows(nonfinite)}; expected finite numbers")
     return arr
 
@@ -115,7 +117,7 @@ def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
 def _positive(col: str, arr: np.ndarray, why: str) -> None:
     bad = np.flatnonzero(arr <= 0)
     if len(bad):
-        raise DataError(f"column {col!r} has {len(bad)} non-positive values at {format_rows(bad)}; "
+        raise DataError(f"column {col!r} has {plural(len(bad), 'non-positive value')} at {format_rows(bad)}; "
                         f"{col} must be > 0 ({why})")
 
 
@@ -209,7 +211,7 @@ def _warn_suspicious(table: pd.DataFrame, law: Law) -> None:
     dup = table.duplicated(keep="first").to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)
-        warnings.warn(f"{len(rows)} duplicated runs (identical inputs and {law.response.name}) at "
+        warnings.warn(f"{plural(len(rows), 'duplicated run')} (identical inputs and {law.response.name}) at "
                       f"{format_rows(rows)}; each counts as a separate observation", DataWarning,
                       stacklevel=3)
     for spec in law.inputs:
@@ -217,6 +219,6 @@ def _warn_suspicious(table: pd.DataFrame, law: Law) -> None:
         values = table[spec.name].to_numpy()
         if floor and values.min() < floor[0]:
             small = np.flatnonzero(values < floor[0])
-            warnings.warn(f"column {spec.name!r} has {len(small)} values below {floor[0]:g} at "
+            warnings.warn(f"column {spec.name!r} has {plural(len(small), 'value')} below {floor[0]:g} at "
                           f"{format_rows(small)} (smallest {values.min():g}); the card expects "
                           f"{floor[1]}: check the units", DataWarning, stacklevel=3)

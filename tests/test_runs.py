@@ -62,24 +62,24 @@ BAD_TABLES = [
     ("missing response", good_runs().drop(columns=["loss"]), "chinchilla", DataError,
      r"column 'loss' \(final training loss\) is missing; .*--map loss=<column>"),
     ("non-numeric value", with_cell(good_runs(), "N", 3, "7B"), "chinchilla", DataError,
-     r"column 'N' has 1 non-numeric values at row 3 \(e\.g\. '7B'\); expected numbers"),
+     r"column 'N' has 1 non-numeric value at row 3 \(e\.g\. '7B'\); expected numbers"),
     ("non-numeric values in several rows", with_cell(good_runs(), "loss", [2, 5, 9], "diverged"), "chinchilla",
      DataError, r"column 'loss' has 3 non-numeric values at rows 2, 5, 9 \(e\.g\. 'diverged'\)"),
     ("NaN", with_cell(good_runs(), "D", [4, 7], np.nan), "chinchilla", DataError,
      r"column 'D' has 2 missing values at rows 4, 7"),
     ("None", with_cell(good_runs(), "loss", 0, None), "chinchilla", DataError,
-     r"column 'loss' has 1 missing values at row 0"),
+     r"column 'loss' has 1 missing value at row 0"),
     ("inf", with_cell(good_runs(), "loss", 6, np.inf), "chinchilla", DataError,
-     r"column 'loss' has 1 non-finite values \(inf\) at row 6; expected finite numbers"),
+     r"column 'loss' has 1 non-finite value \(inf\) at row 6; expected finite numbers"),
     ("-inf", with_cell(good_runs(), "N", 1, -np.inf), "chinchilla", DataError,
-     r"column 'N' has 1 non-finite values \(inf\) at row 1"),
+     r"column 'N' has 1 non-finite value \(inf\) at row 1"),
     ("non-positive input", with_cell(good_runs(), "N", [0, 8], 0.0), "chinchilla", DataError,
      r"column 'N' has 2 non-positive values at rows 0, 8; N must be > 0 \(inputs enter the law "
      r"through logs and powers\)"),
     ("negative input", with_cell(good_runs(), "D", 11, -5e9), "chinchilla", DataError,
-     r"column 'D' has 1 non-positive values at row 11; D must be > 0"),
+     r"column 'D' has 1 non-positive value at row 11; D must be > 0"),
     ("non-positive loss with a log noise model", with_cell(good_runs(), "loss", 5, 0.0), "chinchilla", DataError,
-     r"column 'loss' has 1 non-positive values at row 5; loss must be > 0 \(the student_t_log noise model "
+     r"column 'loss' has 1 non-positive value at row 5; loss must be > 0 \(the student_t_log noise model "
      r"works on log loss\)"),
     ("boolean column", good_runs().assign(N=[True, False] * (N_ROWS // 2)), "chinchilla", DataError,
      r"column 'N' is boolean; expected numbers"),
@@ -97,7 +97,7 @@ BAD_TABLES = [
     ("input without a derivation", good_runs().drop(columns=["N"]).assign(M=5.0), "overtraining", DataError,
      r"column 'N' \(model parameters\) is missing; columns are"),
     ("derived input not positive", good_runs().drop(columns=["D"]).pipe(with_cell, "C", 2, -1.0), "chinchilla",
-     DataError, r"column 'C' has 1 non-positive values at row 2; C must be > 0"),
+     DataError, r"column 'C' has 1 non-positive value at row 2; C must be > 0"),
     ("not a table", {"N": [1e8], "loss": [3.0]}, "chinchilla", DataError,
      r"runs must be a pandas DataFrame or a CSV path, got dict"),
 ]
@@ -115,7 +115,7 @@ def test_non_positive_response_is_fine_for_raw_noise_on_an_unscaled_response():
     frame = pd.DataFrame({"L": np.linspace(2, 4, 8), "error": np.r_[0.0, np.linspace(0.1, 0.7, 7)]})
     assert prepare_runs(frame, law).response_array()[0] == 0.0
     # ... but not under a log-space noise model
-    with pytest.raises(DataError, match=r"column 'error' has 1 non-positive values at row 0; error must be > 0 "
+    with pytest.raises(DataError, match=r"column 'error' has 1 non-positive value at row 0; error must be > 0 "
                                         r"\(the normal_log noise model works on log error\)"):
         prepare_runs(frame, law, noise="normal_log")
 
@@ -260,7 +260,7 @@ def test_csv_non_numeric_cell_names_the_row(tmp_path):
     frame = good_runs().astype({"loss": object})
     frame.loc[4, "loss"] = "3.1?"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"column 'loss' has 1 non-numeric values at row 4 \(e\.g\. '3\.1\?'\)"):
+    with pytest.raises(DataError, match=r"column 'loss' has 1 non-numeric value at row 4 \(e\.g\. '3\.1\?'\)"):
         prepare_runs(path, CHINCHILLA)
 
 
@@ -311,7 +311,7 @@ def test_bad_fit_arguments(case, kwargs, exc, pattern):
 
 
 def test_fit_validates_the_table_before_sampling():
-    with pytest.raises(DataError, match=r"column 'N' has 1 non-numeric values at row 3"):
+    with pytest.raises(DataError, match=r"column 'N' has 1 non-numeric value at row 3"):
         bayescale.fit(with_cell(good_runs(), "N", 3, "7B"), law="chinchilla", progress=False)
 
 

@@ -46,7 +46,13 @@ def ess(idata, var_names, method: str) -> dict:
     return {k: float(ds[k].values) for k in var_names}
 
 
-def save_netcdf(idata, path) -> None:
+def save_netcdf(idata, path, posterior_attrs: dict | None = None) -> None:
+    """Write ``idata``; ``posterior_attrs`` are added to a copy of the posterior group's attributes
+    (the InferenceData itself is not modified)."""
+    if posterior_attrs:
+        groups = {g: getattr(idata, g) for g in idata.groups()}
+        groups["posterior"] = groups["posterior"].assign_attrs(**posterior_attrs)
+        idata = _az().InferenceData(**groups)
     idata.to_netcdf(str(path))
 
 

@@ -23,7 +23,7 @@ from .diagnostics import diagnose
 from .errors import BayescaleError, ConvergenceWarning
 from .init import init_near, quick_optimum
 from .model import make_model, reference_points
-from .noise import NOISE_MODELS
+from .noise import NOISE_MODELS, noise_logpdf, noise_scale, uses_log_mean
 from .result import Fit
 from .runs import prepare_runs
 
@@ -60,6 +60,20 @@ _CLOCK = _CompileClock()
 _CLOCK_REGISTERED = False
 
 
+def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, loss, refs: dict):
+    """log p(loss_i | draw) of every run under every draw: array (chains, draws, runs), float64.
+
+    The density of the raw response for every noise model (Jacobian included),
+    the same as the NumPyro model's observed site, computed in numpy.
+    """
+    params = {k: np.asarray(v, float)[..., None] for k, v in posterior.items()}
+    xs = {k: np.asarray(v, float) for k, v in inputs.items()}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        location = (law.log_mean if uses_log_mean(noise) else law.mean)(params, xs, xp="numpy")
+        scale = noise_scale(noise, params["sigma"], refs["loss_ref"])
+        return noise_logpdf(noise, np.asarray(loss, float), location, scale)
+
+
 def _check_int(name: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise BayescaleError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -81,7 +95,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     """
     import jax
     import jax.numpy as jnp
-    from numpyro.infer import MCMC, NUTS, log_likelihood
+    from numpyro.infer import MCMC, NUTS
 
     global _CLOCK_REGISTERED
     t0 = time.perf_counter()
@@ -136,8 +150,8 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     compile_s = _CLOCK.seconds
 
     t_post = time.perf_counter()
-    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-    ll = np.asarray(log_likelihood(model, flat, *args, loss=y)["loss"]).reshape(chains, draws, -1)
+    posterior = {name: np.asarray(samples[name]) for name in list(law.param_names) + ["sigma"]}
+    ll = pointwise_log_likelihood(law, noise, posterior, inputs, loss, refs)
     extra = mcmc.get_extra_fields(group_by_chain=True)
     steps = np.asarray(extra["num_steps"])
     sample_stats = {
@@ -147,7 +161,6 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         "energy": np.asarray(extra["energy"]),
         "acceptance_rate": np.asarray(extra["accept_prob"]),
     }
-    posterior = {name: np.asarray(samples[name]) for name in list(law.param_names) + ["sigma"]}
     from . import azstats
 
     idata = azstats.from_arrays(

@@ -69,6 +69,8 @@ class Fit:
     def save(self, path, force: bool = False) -> Path:
         """Write the fit to NetCDF; refuses to overwrite unless ``force``."""
         path = Path(path)
+        if path.is_dir():
+            raise FitFileError(f"{str(path)!r} is a directory; give a file name such as fit.nc")
         if path.exists() and not force:
             raise FitFileError(f"{str(path)!r} exists; pass force=True (CLI: --force) to overwrite it")
         if not path.parent.exists():
@@ -78,10 +80,8 @@ class Fit:
                 "versions": self.versions, "timings": self.timings, "runs_source": self.runs.source,
                 "runs_hash": self.runs.hash, "derived": list(self.runs.derived),
                 "inputs": list(self.runs.inputs), "response": self.runs.response}
-        self.idata.posterior.attrs[_META] = json.dumps(meta)
-        self.idata.posterior.attrs[_CARD] = self.law.text
         tmp = path.with_name(path.name + ".tmp")
-        azstats.save_netcdf(self.idata, tmp)
+        azstats.save_netcdf(self.idata, tmp, {_META: json.dumps(meta), _CARD: self.law.text})
         tmp.replace(path)
         return path
 

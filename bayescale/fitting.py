@@ -24,7 +24,7 @@ from .errors import BayescaleError, ConvergenceWarning
 from .init import init_near, quick_optimum
 from .model import make_model, reference_points
 from .noise import NOISE_MODELS, noise_logpdf, noise_scale, uses_log_mean
-from .result import Fit
+from .result import Fit, Samples
 from .runs import prepare_runs
 
 __all__ = ["fit"]
@@ -161,13 +161,8 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         "energy": np.asarray(extra["energy"]),
         "acceptance_rate": np.asarray(extra["accept_prob"]),
     }
-    from . import azstats
-
-    idata = azstats.from_arrays(
-        posterior, {"loss": ll}, {"loss": loss}, inputs, sample_stats,
-        attrs={"inference_library": "numpyro", "bayescale_law": law.name})
     var_names = list(law.param_names) + ["sigma"]
-    diagnostics = diagnose(idata, var_names, max_tree_depth)
+    diagnostics = diagnose(posterior, sample_stats, var_names, max_tree_depth)
     t_post = time.perf_counter() - t_post
 
     settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed,
@@ -179,7 +174,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
                "sampling_s": max(t_mcmc - compile_s, 0.0), "postprocess_s": t_post,
                "total_s": time.perf_counter() - t0, "gradients_sampling": grads,
                "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_mcmc - compile_s, 1e-9)}
-    result = Fit(idata=idata, law=law, noise=noise, runs=table, refs=refs, settings=settings,
+    result = Fit(samples=Samples(posterior, ll, sample_stats), law=law, noise=noise, runs=table, refs=refs, settings=settings,
                  versions=_versions(), diagnostics=diagnostics, timings=timings)
     if not diagnostics.passed:
         warnings.warn(f"fit of {law.name!r} failed the diagnostics gate: "

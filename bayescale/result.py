@@ -1,17 +1,21 @@
 """The frozen :class:`Fit` and its NetCDF file.
 
-A fit holds the ArviZ ``InferenceData`` (groups posterior, log_likelihood,
-observed_data, constant_data, sample_stats), the law card's text and hash,
-the validated runs, the reference points, the settings, package versions,
-timings and the diagnostics verdict.  ``save`` writes one NetCDF file with
-the card and metadata in the posterior group's attributes; ``load_fit``
-rebuilds the same object from it.
+A fit holds the sampler's output as plain arrays (:class:`Samples`: posterior
+draws, pointwise log-likelihood, sample statistics), the law card's text and
+hash, the validated runs, the reference points, the settings, package
+versions, timings and the diagnostics verdict.  ``fit.idata`` is the same
+content as an ArviZ ``InferenceData`` (groups posterior, log_likelihood,
+observed_data, constant_data, sample_stats), built on first use so that a fit
+which is never saved or compared does not pay ArviZ's import time.  ``save``
+writes one NetCDF file with the card and metadata in the posterior group's
+attributes; ``load_fit`` rebuilds the same object from it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +27,26 @@ from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError
 from .runs import Runs
 
-__all__ = ["Fit", "load_fit", "summary_table"]
+__all__ = ["Fit", "Samples", "load_fit", "summary_table"]
 
 _META = "bayescale_meta"
 _CARD = "bayescale_card"
 
 
 @dataclass(frozen=True)
+class Samples:
+    """The sampler's output: arrays shaped (chains, draws[, runs])."""
+
+    posterior: dict
+    log_likelihood: np.ndarray
+    sample_stats: dict
+
+
+@dataclass(frozen=True)
 class Fit:
     """A fitted law: posterior draws plus everything needed to reproduce them."""
 
-    idata: object
+    samples: Samples
     law: Law
     noise: str
     runs: Runs
@@ -42,6 +55,14 @@ class Fit:
     versions: dict
     diagnostics: Diagnostics
     timings: dict = field(default_factory=dict)
+
+    @cached_property
+    def idata(self):
+        """The fit as an ArviZ ``InferenceData`` (built once, on first use)."""
+        return azstats.from_arrays(
+            self.samples.posterior, {"loss": self.samples.log_likelihood},
+            {"loss": self.runs.response_array()}, self.runs.input_arrays(), self.samples.sample_stats,
+            attrs={"inference_library": "numpyro", "bayescale_law": self.law.name})
 
     @property
     def card_text(self) -> str:
@@ -61,7 +82,9 @@ class Fit:
         NUTS stores float32; sums of squares of FLOP-sized parameters (C50 ~ 1e20)
         overflow float32, so the draws are widened here once for every consumer.
         """
-        return np.asarray(self.idata.posterior[name], dtype=np.float64).reshape(-1)
+        if name not in self.samples.posterior:
+            raise KeyError(f"no variable {name!r} in the posterior; variables are {self.var_names}")
+        return np.asarray(self.samples.posterior[name], dtype=np.float64).reshape(-1)
 
     def summary(self) -> pd.DataFrame:
         return summary_table(self)
@@ -122,7 +145,15 @@ def load_fit(path) -> Fit:
     table[meta["response"]] = np.asarray(obs["loss"])
     runs = Runs(table=table, inputs=tuple(meta["inputs"]), response=meta["response"],
                 source=meta["runs_source"], derived=tuple(meta["derived"]))
-    diagnostics = diagnose(idata, list(law.param_names) + ["sigma"], meta["settings"]["max_tree_depth"])
-    return Fit(idata=idata, law=law, noise=meta["noise"], runs=runs, refs=meta["refs"],
-               settings=meta["settings"], versions=meta["versions"], diagnostics=diagnostics,
-               timings=meta["timings"])
+    var_names = list(law.param_names) + ["sigma"]
+    samples = Samples(
+        posterior={k: np.asarray(idata.posterior[k]) for k in var_names},
+        log_likelihood=np.asarray(idata.log_likelihood["loss"]),
+        sample_stats={k: np.asarray(v) for k, v in idata.sample_stats.data_vars.items()})
+    diagnostics = diagnose(samples.posterior, samples.sample_stats, var_names,
+                           meta["settings"]["max_tree_depth"])
+    fit = Fit(samples=samples, law=law, noise=meta["noise"], runs=runs, refs=meta["refs"],
+              settings=meta["settings"], versions=meta["versions"], diagnostics=diagnostics,
+              timings=meta["timings"])
+    fit.__dict__["idata"] = idata   # keep the file's InferenceData (with its attributes)
+    return fit

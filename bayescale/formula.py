@@ -240,6 +240,11 @@ def evaluate(tree: tuple, scope: Scope):
             # log(C / C50) as log C - log C50: the plain quotient's derivative
             # C / C50**2 overflows float32 for FLOP-sized values and zeroes the gradient.
             return log_evaluate(tree[2][0], scope)
+        if tree[1] in ("minimum", "maximum") and all(is_positive(a, scope) for a in tree[2]):
+            # compared in logs: an argument that overflows float32 (data_constrained's
+            # N_opt_U = (...)**(1/alpha) * U**(beta/alpha)) loses the comparison without
+            # its inf derivative turning the gradient into 0 * inf = nan.
+            return scope.fns["exp"](log_evaluate(tree, scope))
         return scope.fns[tree[1]](*(evaluate(a, scope) for a in tree[2]))
     a, b = evaluate(tree[1], scope), evaluate(tree[2], scope)
     if kind == "add":

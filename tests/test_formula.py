@@ -333,3 +333,33 @@ def test_let_bindings_are_evaluated_lazily_and_cached():
     assert evaluate(expr.tree, scope) == 8.0
     assert scope.values["y"] == 4.0
     assert log_evaluate(expr.tree, scope) == pytest.approx(math.log(8.0))
+
+
+def test_minimum_of_an_overflowing_argument_has_a_finite_gradient():
+    """Regression: data_constrained's N_opt_U = (...)**(1/alpha) * U**(beta/alpha) overflows
+    float32 when beta/alpha is large; minimum(N, inf) was right, but its gradient was 0 * inf = nan."""
+    import jax
+    import jax.numpy as jnp
+
+    law = bayescale.load_law("data_constrained")
+    f32 = jnp.float32
+    x = {"N": jnp.asarray([1e8, 1e9], f32), "D": jnp.asarray([1e10, 1e11], f32), "U": jnp.asarray([1e9, 1e9], f32)}
+
+    def total(alpha, beta):
+        p = {"E": 1.8, "A": 500.0, "B": 1500.0, "alpha": alpha, "beta": beta, "R_D_star": 15.0, "R_N_star": 5.0}
+        return jnp.sum(law.log_mean(p, x))
+
+    for alpha, beta in [(0.35, 0.35), (0.1, 0.9), (0.05, 1.0)]:
+        grads = jax.grad(total, argnums=(0, 1))(f32(alpha), f32(beta))
+        assert np.all(np.isfinite(np.asarray(grads))), (alpha, beta, grads)
+
+
+@pytest.mark.parametrize("xp", ["numpy", "jax"])
+def test_minimum_and_maximum_values(xp):
+    a, b = np.array([1.0, 5.0, 3e30]), np.array([2.0, 4.0, 1e-30])
+    for src, expected in [("minimum(a, b)", np.minimum(a, b)), ("maximum(a, b)", np.maximum(a, b)),
+                          ("maximum(a - 2, b)", np.maximum(a - 2, b)), ("minimum(a, b - 3)", np.minimum(a, b - 3))]:
+        expr = compile_expr(src, {"a", "b"})
+        got = np.asarray(evaluate(expr.tree, Scope({"a": a, "b": b}, positive={"a", "b"}, xp=xp)), float)
+        # positive arguments are compared in logs: exp(log x) costs float32 ~1e-7 * |log x|
+        np.testing.assert_allclose(got, expected, rtol=1e-5 if xp == "jax" else 1e-13)

@@ -425,6 +425,8 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
     if not runner.rows:
         raise DataError("no group could be backtested: " + "; ".join(runner.notes[:3]))
     if group is not None:
+        if holdout_top is not None:  # the threshold differs between groups
+            description = f"top {100 * _parse_fraction(holdout_top):.4g}% of runs by {by}"
         description = f"{description} in each group of {group if isinstance(group, str) else list(group)}"
     return runner.result(description, t0)
 

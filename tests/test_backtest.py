@@ -247,7 +247,7 @@ def test_group_backtest_pools_curves_and_skips_tiny_groups():
     assert bt.summary.loc["power_law_constant", "n_test"] == 8
     assert sorted(bt.table["group"].unique()) == ["a", "b"]
     assert any("group 'tiny' skipped" in n for n in bt.notes)
-    assert "in each group of" in bt.holdout
+    assert bt.holdout == "top 25% of runs by x in each group of curve"
     assert bt.summary.loc["power_law_constant", "median_are"] < 0.05
     assert bt.timings["fits"] == 2
 

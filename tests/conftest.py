@@ -55,3 +55,12 @@ def epoch_fit(epoch_runs):
     import bayescale
 
     return bayescale.fit(epoch_runs, law="chinchilla", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def epoch_memo(epoch_fit):
+    """A decision memo for a Chinchilla-sized run from the shared Epoch fit (no new fits, no backtest)."""
+    from bayescale.memo import build_memo
+
+    return build_memo(fits=[epoch_fit], budget=5.88e23, plan={"N": 7e10, "D": 1.4e12}, target=1.95,
+                      backtest=False, progress=False, command="tests: build_memo(fits=[epoch_fit], ...)")

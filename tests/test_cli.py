@@ -245,26 +245,10 @@ def test_usage_error_exits_2():
     assert code == 2 and out == "" and "usage:" in err
 
 
-# --------------------------------------------------------------------------- demo, console script
+# --------------------------------------------------------------------------- console script
 
 
-def test_demo_quick_writes_fit_and_memo(tmp_path):
-    out_dir = tmp_path / "demo"
-    code, out, err = run("demo", "--out", out_dir, "--quick", "--json", "--no-progress")
-    assert code == 0, err
-    report = one_json(out)
-    assert report["simulated"] is True and report["law"] == "chinchilla" and report["runs"] == 40
-    assert (out_dir / "fit.nc").is_file()
-    memo = (out_dir / "memo.md").read_text()
-    for fragment in ("simulated, not measured", "90% interval", "generating value", "482",
-                     "Not in this memo yet", "Diagnostics"):
-        assert fragment in memo, fragment
-    # the truth (Epoch's parameters) should sit inside the 90% intervals of the exponents and E
-    for name in ("E", "alpha", "beta"):
-        stats, truth = report["params"][name], report["truth"][name]
-        assert stats["q5"] <= truth <= stats["q95"], name
-    code, out, err = run("demo", "--out", out_dir, "--quick")
-    assert_one_line_error(code, out, err, "not empty", "--force")
+# the demo (now the whole pipeline, ending in a memo) is tested in test_memo.py
 
 
 def _console_script() -> str:

@@ -31,9 +31,11 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 #: they appear in ``bayescale --help``.  Adding a group of commands is one line.
 COMMAND_MODULES = (
     "core",     # laws, show, fit, summary
-    "demo",     # demo
+    "demo",     # demo: the whole pipeline on the simulated pilot study
     "predict",  # predict, optimal, plot
     "compare",  # compare, backtest
+    "memo",     # memo
+    "datasets",  # datasets list / fetch / path
 )
 
 
@@ -82,6 +84,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # recorded by memo and demo
     with warnings.catch_warnings():
         for category in _bayescale_warnings():
             warnings.simplefilter("always", category)

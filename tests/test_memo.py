@@ -1,0 +1,327 @@
+"""Decision memos: the frozen Memo, its Markdown/HTML renderings, the files, the CLI, the demo.
+
+The default tests reuse the session's Epoch fit (``epoch_memo`` in conftest:
+no extra NUTS run); the CLI tests fit the shipped 40-run pilot study with
+small settings.  The full acceptance runs (Epoch data with two laws and a
+backtest; the full demo) are marked slow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from bayescale import load_fit
+from bayescale.cli import main
+from bayescale.diagnostics import Diagnostics
+from bayescale.errors import BayescaleError, FitFileError
+from bayescale.memo import Memo, build_memo, render_html, render_markdown, write_memo
+from bayescale.memo.fmt import g
+
+PLAN = {"N": 7e10, "D": 1.4e12}
+SECTIONS = ("## Summary", "## The question", "## The data", "## Laws compared", "## The answer",
+            "## Sensitivity", "## Diagnostics", "## Posterior parameters", "## Reproducibility")
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def _ordered(e) -> bool:
+    return e.lower_90 <= e.lower_50 <= e.median <= e.upper_50 <= e.upper_90
+
+
+# --------------------------------------------------------------------------- the Memo object (Epoch data)
+
+
+def test_epoch_memo_allocation_matches_issue_3(epoch_memo):
+    """D*/N* at 5.88e23 within 15..22 (issue 3's acceptance), with its 90% interval; exponent a 0.49..0.54."""
+    alloc = epoch_memo.answer.allocation
+    assert alloc.budget == 5.88e23
+    assert 15 <= alloc.ratio.median <= 22
+    assert _ordered(alloc.ratio) and alloc.ratio.lower_90 < alloc.ratio.upper_90
+    assert 0.49 <= alloc.exponent_a.median <= 0.54
+    assert np.isclose(alloc.N.median * alloc.D.median * 6, 5.88e23, rtol=0.1)
+    assert _ordered(alloc.N) and _ordered(alloc.D)
+
+
+def test_epoch_memo_flags_the_plan_with_its_regret(epoch_memo):
+    a = epoch_memo.answer
+    r = a.regret
+    assert r is not None and np.isclose(r.compute, 6 * 7e10 * 1.4e12)
+    assert r.regret_mean >= 0 and r.regret_upper_90 >= r.regret_median >= 0
+    assert 0 < r.efficiency_median <= 1 and 0 <= r.p_within <= 1 + 1e-9
+    assert a.plan_status in ("near-optimal", "off-optimal")
+    assert f"{g(r.regret_mean, 2)}" in a.plan_verdict and "D/N = 20" in a.plan_verdict
+    md = render_markdown(epoch_memo)
+    assert "## The answer" in md and "### The plan against the optimum" in md
+    assert a.plan_verdict in md
+
+
+def test_epoch_memo_plan_prediction(epoch_memo):
+    p = epoch_memo.answer.plan
+    assert _ordered(p.loss) and _ordered(p.law_loss)
+    # the predictive band contains the law band
+    assert p.loss.lower_90 <= p.law_loss.lower_90 and p.law_loss.upper_90 <= p.loss.upper_90
+    assert 1.8 < p.loss.median < 2.1
+    assert 0 <= p.p_below_target <= 1
+    assert np.isclose(p.compute, 5.88e23) and p.extrapolation > 1
+    q = epoch_memo.question
+    assert q.target == 1.95 and q.plan["N"] == 7e10 and q.utility == "mean"
+
+
+def test_epoch_memo_data_and_reproducibility(epoch_memo, epoch_fit):
+    d = epoch_memo.data
+    assert d.n_runs == 240
+    ranges = {r.column: r for r in d.ranges}
+    assert set(ranges) >= {"N", "D", "C", "loss"}
+    c_max = epoch_fit.runs.table["N"].to_numpy() * epoch_fit.runs.table["D"].to_numpy() * 6
+    assert np.isclose(ranges["C"].max, c_max.max(), rtol=1e-6)
+    assert np.isclose(ranges["C"].ratio_to_max, 5.88e23 / c_max.max(), rtol=1e-6)
+    assert np.isclose(d.budget_extrapolation, 5.88e23 / c_max.max(), rtol=1e-6)
+    rep = epoch_memo.reproducibility
+    assert rep.cards == {"chinchilla": epoch_fit.card_hash}
+    assert rep.runs_hash == epoch_fit.runs.hash and rep.seed == 0
+    assert {"numpyro", "jax", "arviz", "matplotlib", "python"} <= set(rep.versions)
+    assert rep.command.startswith("tests:")
+    checks = epoch_memo.diagnostics.checks
+    assert len(checks) == 1 and checks[0].status == "pass" and epoch_memo.diagnostics.banner is None
+    sens = epoch_memo.sensitivity
+    assert len(sens.rows) == 1 and "One fit only" in sens.summary[0]
+    assert "only one fit" in epoch_memo.evidence.verdict
+
+
+def test_memo_is_frozen_and_json_ready(epoch_memo):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        epoch_memo.title = "x"
+    data = json.loads(json.dumps(epoch_memo.as_dict(), allow_nan=False))
+    assert set(data) >= {"question", "data", "evidence", "answer", "sensitivity", "diagnostics",
+                         "reproducibility", "figures"}
+    assert data["answer"]["regret"]["N"] == 7e10
+    assert "ratio" in data["answer"]["choice"]
+    assert all("png" not in f for f in data["figures"])
+    assert "Decision memo" in str(epoch_memo)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def test_markdown_has_every_section(epoch_memo):
+    md = render_markdown(epoch_memo)
+    positions = [md.index(s) for s in SECTIONS]
+    assert positions == sorted(positions)
+    alloc = epoch_memo.answer.allocation
+    assert g(alloc.ratio.median, 4) in md            # the numbers shown are the memo's
+    assert "P(loss < 1.95) = **" in md
+    assert "50% interval" in md and "90% interval" in md
+    for fig in epoch_memo.figures:
+        assert f"]({fig.name}.png)" in md
+    assert {f.name for f in epoch_memo.figures} >= {"bands", "allocation", "ratio", "sensitivity"}
+    assert "DIAGNOSTICS FAILED" not in md
+
+
+def test_html_is_self_contained(epoch_memo):
+    html = render_html(epoch_memo)
+    assert html.startswith("<!DOCTYPE html>")
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert len(srcs) == len(epoch_memo.figures) and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    for heading in SECTIONS:
+        assert f">{heading[3:]}</h2>" in html
+    # text is escaped: nothing from the data can open a tag
+    assert "<strong>" in html and "**" not in html
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_write_memo_files_and_force(epoch_memo, tmp_path):
+    out = tmp_path / "memo"
+    paths = write_memo(epoch_memo, out)
+    for name in ("memo.md", "memo.html", "memo.json"):
+        assert (out / name).stat().st_size > 0
+    for fig in epoch_memo.figures:
+        assert (out / f"{fig.name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in paths["fits"]] == ["chinchilla.nc"]
+    back = load_fit(out / "fits" / "chinchilla.nc")
+    assert back.law.name == "chinchilla" and len(back.runs) == 240
+    assert json.loads((out / "memo.json").read_text())["question"]["budget"] == 5.88e23
+    with pytest.raises(FitFileError, match="not empty"):
+        write_memo(epoch_memo, out)
+    write_memo(epoch_memo, out, force=True, save_fits=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FitFileError, match="is a file"):
+        write_memo(epoch_memo, tmp_path / "file")
+
+
+# --------------------------------------------------------------------------- failed diagnostics
+
+
+def _failed(fit):
+    d = fit.diagnostics
+    bad = Diagnostics(r_hat={**d.r_hat, "alpha": 1.08}, ess_bulk={**d.ess_bulk, "alpha": 31.0},
+                      ess_tail=d.ess_tail, divergences=12, draws=d.draws, saturated=0,
+                      max_tree_depth=d.max_tree_depth,
+                      problems=("R-hat above 1.01 for alpha (1.080)", f"12 divergent transitions out of {d.draws}"),
+                      advice=("run longer (--warmup/--draws)", "raise --target-accept (e.g. 0.95)"))
+    return dataclasses.replace(fit, diagnostics=bad)
+
+
+def test_failed_fit_gives_the_failure_banner(epoch_fit):
+    bad = _failed(epoch_fit)
+    memo = build_memo(fits=[bad], budget=5.88e23, plan=PLAN, backtest=False, figures=False, progress=False)
+    assert memo.failed and memo.diagnostics.status == "fail"
+    check = memo.diagnostics.checks[0]
+    assert check.status == "fail" and any("R-hat" in r for r in check.reasons)
+    banner = memo.diagnostics.banner
+    assert banner.startswith("DIAGNOSTICS FAILED for 1 of 1 fits") and "do not act on them" in banner
+    md = render_markdown(memo)
+    first_section = md.index("## Summary")
+    assert md.index("> **⛔ DIAGNOSTICS FAILED") < first_section      # at the top, before anything else
+    assert "Diagnostics: **FAIL**" in md
+    html = render_html(memo)
+    assert '<div class="banner fail" role="alert">⛔ DIAGNOSTICS FAILED' in html
+    assert "DIAGNOSTICS FAILED" in str(memo)
+
+
+def test_cli_memo_with_a_fit_that_fails_the_gate(tmp_path):
+    """A real fit with far too few draws: the CLI still writes the memo, with the banner, and warns."""
+    from bayescale.data import pilot_chinchilla
+
+    csv = tmp_path / "runs.csv"
+    pilot_chinchilla().to_csv(csv, index=False)
+    out = tmp_path / "memo"
+    code, stdout, err = run("memo", csv, "--laws", "chinchilla", "--plan", "N=7e10,D=1.4e12", "--target", "2",
+                            "--out", out, "--chains", "1", "--warmup", "20", "--draws", "20", "--no-backtest",
+                            "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["memo"]["diagnostics"]["status"] == "fail"
+    assert "warning: diagnostics FAILED for chinchilla" in err
+    assert "[memo" in err and "fit 1 of 1: chinchilla" in err          # progress on stderr
+    md = (out / "memo.md").read_text()
+    assert "DIAGNOSTICS FAILED" in md and "effective sample size below 400" in md
+    assert "DIAGNOSTICS FAILED" in (out / "memo.html").read_text()
+    assert report["memo"]["question"]["budget"] == pytest.approx(5.88e23)       # the plan's compute
+    assert report["memo"]["reproducibility"]["command"].startswith("bayescale memo ")
+    assert (out / "fits" / "chinchilla.nc").is_file()
+
+
+# --------------------------------------------------------------------------- CLI errors
+
+
+def test_cli_memo_refuses_a_non_empty_out_dir(tmp_path):
+    out = tmp_path / "memo"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code, stdout, err = run("memo", tmp_path / "runs.csv", "--budget", "1e24", "--out", out)
+    assert code == 2 and stdout == ""
+    assert err.startswith("error: ") and "not empty" in err and "--force" in err and err.count("\n") == 1
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["runs.csv"], "--budget"),
+    (["runs.csv", "--plan", "N=7e10,D"], "--plan"),
+    (["a.nc", "runs.csv", "--budget", "1e24"], "not both"),
+    (["a.nc", "b.nc", "--laws", "kaplan", "--budget", "1e24"], "--laws"),
+    (["missing.csv", "--budget", "1e24"], "does not exist"),
+    (["missing.csv", "--budget", "-1"], "budget"),
+])
+def test_cli_memo_bad_input(tmp_path, argv, fragment):
+    code, stdout, err = run("memo", *argv, "--out", tmp_path / "m", "--no-progress")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert fragment in err
+
+
+def test_build_memo_bad_arguments(epoch_fit):
+    with pytest.raises(BayescaleError, match="utility"):
+        build_memo(fits=[epoch_fit], budget=1e24, utility="median", progress=False)
+    with pytest.raises(BayescaleError, match="plan"):
+        build_memo(fits=[epoch_fit], plan={"N": -1, "D": 1e12}, progress=False)
+    with pytest.raises(BayescaleError, match="runs"):
+        build_memo(None, ["chinchilla"], budget=1e24, progress=False)
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def test_demo_quick_writes_the_whole_memo(tmp_path):
+    out = tmp_path / "demo"
+    code, stdout, err = run("demo", "--out", out, "--quick", "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["simulated"] is True and report["settings"]["chains"] == 2
+    memo = report["memo"]
+    assert [s["name"] for s in memo["evidence"]["scores"]] == ["chinchilla", "kaplan"]   # LOO prefers the truth
+    assert len(memo["evidence"]["backtest"]) == 2
+    assert {f["name"] for f in memo["figures"]} == {"bands", "allocation", "ratio", "compare", "backtest",
+                                                   "sensitivity"}
+    md = (out / "memo.md").read_text()
+    for s in SECTIONS:
+        assert s in md, s
+    assert "SIMULATED, not measured" in md and "generating value" in md and "482" in md
+    assert (out / "memo.html").read_text().count("data:image/png;base64,") == 6
+    assert sorted(p.name for p in (out / "fits").iterdir()) == [
+        "backtest_chinchilla.nc", "backtest_kaplan.nc", "chinchilla.nc", "kaplan.nc"]
+    # the truth (Epoch's parameters) inside the 90% intervals of the exponents and E
+    params = {(p["fit"], p["param"]): p for p in memo["evidence"]["params"]}
+    for name in ("E", "alpha", "beta"):
+        p = params[("chinchilla", name)]
+        assert p["lower_90"] <= p["truth"] <= p["upper_90"], name
+    for step in ("fit 1 of 2: chinchilla", "fit 2 of 2: kaplan", "backtest 2 of 2", "drawing figures"):
+        assert step in err
+    code, stdout, err = run("demo", "--out", out, "--quick")
+    assert code == 2 and "not empty" in err and "--force" in err
+
+
+# --------------------------------------------------------------------------- slow acceptance
+
+
+@pytest.mark.slow
+def test_demo_full_passes_every_diagnostic(tmp_path):
+    """The README's main job: the full demo, with no failed (or warned) diagnostics on the default data."""
+    import time
+
+    t0 = time.perf_counter()
+    code, stdout, err = run("demo", "--out", tmp_path / "demo", "--json", "--no-progress")
+    wall = time.perf_counter() - t0
+    assert code == 0, err
+    memo = json.loads(stdout)["memo"]
+    statuses = {c["name"] + "/" + c["role"]: c["status"] for c in memo["diagnostics"]["checks"]}
+    assert set(statuses.values()) == {"pass"}, statuses
+    assert len(statuses) == 4
+    truth = {r["quantity"]: r for r in memo["data"]["truth"]}
+    ratio = truth["chinchilla: D*/N* at the budget"]
+    assert ratio["estimate"]["lower_90"] <= ratio["truth"] <= ratio["estimate"]["upper_90"]
+    print(f"full demo: {wall:.1f} s in-process")
+
+
+@pytest.mark.slow
+def test_epoch_memo_two_laws_and_backtest(epoch_runs, tmp_path):
+    """Issue 5's acceptance on the real data: D*/N* consistent with issue 3; the plan flagged with its regret."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memo = build_memo(epoch_runs, ["chinchilla", "kaplan"], budget=5.88e23, plan=PLAN, target=1.95,
+                          holdout_top="20%", progress=False)
+    assert isinstance(memo, Memo)
+    assert memo.evidence.scores[0].name == "chinchilla"
+    assert 15 <= memo.answer.allocation.ratio.median <= 22
+    assert memo.answer.regret is not None and memo.answer.plan_status is not None
+    assert [b.name for b in memo.evidence.backtest] == ["chinchilla", "kaplan"]
+    chin = next(r for r in memo.sensitivity.rows if r.name == "chinchilla")
+    assert 15 <= chin.ratio.median <= 22
+    paths = write_memo(memo, tmp_path / "memo")
+    md = paths["markdown"].read_text()
+    assert "### The plan against the optimum" in md and "Backtest of the largest runs" in md

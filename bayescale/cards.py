@@ -102,25 +102,26 @@ class Law:
     def hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
-    def _scope(self, params: dict, inputs: dict, xp: str) -> Scope:
+    def _scope(self, params: dict, inputs: dict, xp: str, logs: dict | None = None) -> Scope:
         positive = set(self.input_names) | {p.name for p in self.params if p.prior.positive}
-        return Scope({**inputs, **params}, dict((n, e.tree) for n, e in self.lets), positive, xp)
+        return Scope({**inputs, **params}, dict((n, e.tree) for n, e in self.lets), positive, xp, logs)
 
-    def mean(self, params: dict, inputs: dict, xp: str = "jax"):
+    def mean(self, params: dict, inputs: dict, xp: str = "jax", logs: dict | None = None):
         """The law's value at ``inputs`` (arrays broadcast against parameter arrays).
 
         Computed as ``exp(log_mean)`` when the formula is provably positive, so
         intermediate powers cannot overflow (e.g. Kaplan's ``(N_c / N)**(a_N / a_D)``
-        in float32); directly otherwise.
+        in float32); directly otherwise.  ``logs`` optionally gives the logs of
+        parameters computed stably by the caller (see :func:`bayescale.model.make_model`).
         """
-        scope = self._scope(params, inputs, xp)
+        scope = self._scope(params, inputs, xp, logs)
         if is_positive(self.formula.tree, scope):
             return scope.fns["exp"](log_evaluate(self.formula.tree, scope))
         return evaluate(self.formula.tree, scope)
 
-    def log_mean(self, params: dict, inputs: dict, xp: str = "jax"):
+    def log_mean(self, params: dict, inputs: dict, xp: str = "jax", logs: dict | None = None):
         """``log`` of the law's value in the stable (log-sum-exp) form."""
-        return log_evaluate(self.formula.tree, self._scope(params, inputs, xp))
+        return log_evaluate(self.formula.tree, self._scope(params, inputs, xp, logs))
 
     def compute(self, inputs: dict, xp: str = "numpy"):
         """Training compute from the card's cost expression."""

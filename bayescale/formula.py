@@ -200,12 +200,13 @@ class Scope:
     ``positive`` is the set of names known to be positive.
     """
 
-    def __init__(self, values: dict, lets: dict | None = None, positive=frozenset(), xp="jax"):
+    def __init__(self, values: dict, lets: dict | None = None, positive=frozenset(), xp="jax",
+                 logs: dict | None = None):
         self.values = dict(values)
         self.lets = dict(lets or {})
         self.positive = set(positive)
         self.fns = backend(xp)
-        self._logs: dict = {}
+        self._logs: dict = dict(logs or {})  # known logs of names (e.g. log hat + log scale)
 
     def value(self, name: str):
         if name not in self.values:

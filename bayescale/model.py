@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from .cards import Law
-from .formula import Scope, evaluate
+from .formula import Scope, evaluate, log_evaluate
 from .noise import noise_distribution, uses_log_mean
 
-__all__ = ["hat_name", "make_model", "reference_points", "scale_values"]
+__all__ = ["hat_name", "log_scale_values", "make_model", "reference_points", "scale_values"]
 
 
 def hat_name(name: str) -> str:
@@ -42,11 +42,23 @@ def scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dict:
     return {p.name: evaluate(p.scale.tree, scope) for p in law.params if p.scale is not None}
 
 
+def log_scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dict:
+    """``log`` of every scaled parameter's scale, in the stable log form.
+
+    Kaplan's ``N_ref * loss_ref**(1 / alpha_N)`` overflows float32 for small
+    ``alpha_N`` and high losses; its log never does.
+    """
+    positive = set(refs) | {p.name for p in law.params if p.scale is None and p.prior.positive}
+    scope = Scope({**refs, **values}, positive=positive, xp=xp)
+    return {p.name: log_evaluate(p.scale.tree, scope) for p in law.params if p.scale is not None}
+
+
 def make_model(law: Law, noise: str):
     """The NumPyro model function for ``law`` with the named noise model."""
     log_space = uses_log_mean(noise)
 
     def model(inputs, refs, loss=None):
+        import jax.numpy as jnp
         import numpyro
 
         values = {}
@@ -54,12 +66,17 @@ def make_model(law: Law, noise: str):
             if p.scale is None:
                 values[p.name] = numpyro.sample(p.name, p.prior.dist())
         scales = scale_values(law, values, refs)
+        log_scales = log_scale_values(law, values, refs)
+        logs = {}
         for p in law.params:
             if p.scale is not None:
                 hat = numpyro.sample(hat_name(p.name), p.prior.dist())
                 values[p.name] = numpyro.deterministic(p.name, hat * scales[p.name])
+                if p.prior.positive:  # the law sees log(value) = log(hat) + log(scale), finite
+                    logs[p.name] = jnp.log(hat) + log_scales[p.name]
         sigma = numpyro.sample("sigma", law.sigma_prior.dist())
-        location = law.log_mean(values, inputs) if log_space else law.mean(values, inputs)
+        location = (law.log_mean(values, inputs, logs=logs) if log_space
+                    else law.mean(values, inputs, logs=logs))
         n = next(iter(inputs.values())).shape[0]
         with numpyro.plate("runs", n):
             numpyro.sample("loss", noise_distribution(noise, location, sigma, refs["loss_ref"]), obs=loss)

@@ -153,6 +153,21 @@ def test_prior_predictive_is_positive_under_every_log_noise_model(name):
         assert np.all(np.isfinite(y)) and np.all(y > 0), noise
 
 
+@pytest.mark.parametrize("name", [n for n in LAWS if bayescale.load_law(n).response.scale])
+def test_prior_predictive_is_finite_whatever_the_loss_level(name):
+    """Losses of 0.3 or 8 nats (or bits, or per-character) move the reference points; the
+    scaled parameters' natural values can then overflow float32 (Kaplan's N_c = N_c_hat *
+    N_ref * loss_ref**(1/alpha_N) reaches 1e43 at loss 8), but the law sees their logs."""
+    law = bayescale.load_law(name)
+    inputs, _ = data_like_inputs(law)
+    for level in (0.3, 8.0):
+        refs = reference_points(law, inputs, np.full(N_RUNS, level))
+        draws = Predictive(bayescale.make_model(law, law.noise), num_samples=300)(
+            jax.random.PRNGKey(2), inputs, refs)
+        y = np.asarray(draws["loss"])
+        assert np.all(np.isfinite(y)) and np.all(y > 0), (level, np.mean(~np.isfinite(y)))
+
+
 def test_model_conditions_on_observed_loss():
     law = bayescale.load_law("chinchilla")
     inputs, response = data_like_inputs(law)

@@ -245,17 +245,21 @@ def exact_loo(fit: Fit, run: int, settings: dict | None = None) -> tuple[float, 
 # --------------------------------------------------------------------------- compare
 
 
-def _bad_note(name: str, bad, k, threshold: float, refit: bool) -> str:
+def _bad_note(name: str, bad, k, threshold: float, refit: bool, noise: str) -> str:
     runs = format_rows(bad)
     worst = float(np.max(k[bad]))
-    count = f"{len(bad)} run" + ("s" if len(bad) > 1 else "")
+    one = len(bad) == 1
+    count = f"{len(bad)} run" + ("" if one else "s")
     if refit:
-        return (f"{name}: {count} had Pareto k > {threshold:g} ({runs}, max {worst:.2f}); their "
-                "PSIS values were replaced by exact leave-one-out refits")
-    return (f"{name}: {count} have Pareto k > {threshold:g} ({runs}, max {worst:.2f}), so PSIS-LOO "
-            "is unreliable for them (influential runs: outliers or extreme runs that pin an exponent). "
-            "Try compare(..., reloo=True) for exact leave-one-out refits of those runs (one refit each), "
-            "K-fold cross-validation, or a robust noise model (student_t_log)")
+        return (f"{name}: {count} had Pareto k > {threshold:g} ({runs}, max {worst:.2f}); "
+                f"{'its PSIS value was' if one else 'their PSIS values were'} replaced by exact "
+                "leave-one-out refits")
+    robust = "" if noise == "student_t_log" else ", or a robust noise model (student_t_log)"
+    return (f"{name}: {count} {'has' if one else 'have'} Pareto k > {threshold:g} ({runs}, max {worst:.2f}), "
+            f"so PSIS-LOO is unreliable for {'it' if one else 'them'} (influential runs: outliers, or "
+            "extreme runs that pin an exponent or a break). Try compare(..., reloo=True) (CLI: --reloo) for "
+            f"exact leave-one-out refits of {'that run' if one else 'those runs'} (one refit each), "
+            f"K-fold cross-validation{robust}")
 
 
 def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float = K_THRESHOLD,
@@ -299,7 +303,7 @@ def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float =
                              "reloo_settings draws for more precision")
             refitted[name] = tuple(int(i) for i in bad)
         if len(bad):
-            notes.append(_bad_note(name, bad, k, k_threshold, do_refit))
+            notes.append(_bad_note(name, bad, k, k_threshold, do_refit, f.noise))
         if not f.diagnostics.passed:
             notes.append(f"{name}: the fit failed the diagnostics gate ({'; '.join(f.diagnostics.problems)}); "
                          "its elpd is computed from unreliable draws")

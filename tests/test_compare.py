@@ -106,6 +106,21 @@ def test_normal_raw_likelihood_is_the_raw_density(fits):
     np.testing.assert_allclose(_stored(fit), stats.norm.logpdf(y[None, :], mu, scale), atol=5e-4)
 
 
+@pytest.mark.parametrize("which", [0, 2])
+def test_stored_log_likelihood_is_the_density_nuts_sampled(fits, which):
+    """The stored values equal the NumPyro likelihood the posterior was sampled with (float32)."""
+    from bayescale.noise import noise_distribution
+
+    fit = fits[which]
+    y = fit.runs.response_array()
+    loc, scale = _location(fit)
+    if fit.noise == "normal_raw":
+        scale = scale / fit.refs["loss_ref"]  # the distribution takes sigma and loss_ref apart
+    dist = noise_distribution(fit.noise, np.asarray(loc, np.float32), np.asarray(scale, np.float32),
+                              fit.refs["loss_ref"])
+    np.testing.assert_allclose(_stored(fit), np.asarray(dist.log_prob(y.astype(np.float32))), atol=2e-3)
+
+
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_log_density_matches_the_stored_log_likelihood(fits, which):
     fit = fits[which]

@@ -49,7 +49,7 @@ from .cards import Law, resolve_law
 from .compare import log_density, lpd
 from .errors import BayescaleError, DataError
 from .predict import predict, prob_label
-from .runs import parse_mapping, prepare_grid, prepare_runs, read_table
+from .runs import prepare_grid, prepare_runs, read_table, rename_columns
 
 __all__ = ["Backtest", "backtest", "parse_holdout", "rollout"]
 
@@ -298,13 +298,7 @@ def _laws(laws) -> list[Law]:
 
 def _frames(runs, mapping):
     raw, source = read_table(runs)
-    mapping = parse_mapping(mapping)
-    for name, col in mapping.items():
-        if col not in raw.columns:
-            raise DataError(f"mapping {name}={col}: the table has no column {col!r}; columns are "
-                            f"{list(map(str, raw.columns))}")
-    frame = raw.rename(columns={col: name for name, col in mapping.items()})
-    return raw, frame, source
+    return raw, rename_columns(raw, mapping), source
 
 
 def _groups(raw, frame, group):

@@ -22,7 +22,7 @@ from .errors import DataError, DataWarning, format_rows, plural
 from .formula import Scope, evaluate
 from .noise import uses_log_mean
 
-__all__ = ["Runs", "parse_mapping", "prepare_grid", "prepare_runs", "read_table"]
+__all__ = ["Runs", "parse_mapping", "prepare_grid", "prepare_runs", "read_table", "rename_columns"]
 
 # kind -> smallest plausible value; below it the column probably has other units
 _UNIT_FLOOR = {"parameters": (1e3, "parameter counts (e.g. 7e10, not 70 for 70B)"),
@@ -121,8 +121,8 @@ def _positive(col: str, arr: np.ndarray, why: str) -> None:
                         f"{col} must be > 0 ({why})")
 
 
-def _frame(data, mapping) -> tuple[pd.DataFrame, str]:
-    frame, source = read_table(data)
+def rename_columns(frame: pd.DataFrame, mapping) -> pd.DataFrame:
+    """Apply ``--map name=column`` renaming, checking the columns exist and stay unique."""
     mapping = parse_mapping(mapping)
     for name, col in mapping.items():
         if col not in frame.columns:
@@ -132,6 +132,12 @@ def _frame(data, mapping) -> tuple[pd.DataFrame, str]:
     if frame.columns.duplicated().any():
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise DataError(f"columns {dup} appear more than once (after --map renaming)")
+    return frame
+
+
+def _frame(data, mapping) -> tuple[pd.DataFrame, str]:
+    frame, source = read_table(data)
+    frame = rename_columns(frame, mapping)
     if len(frame) == 0:
         raise DataError(f"the table {source!r} has no rows")
     return frame, source

@@ -152,7 +152,7 @@ def report(args, memo, paths, **extra) -> int:
         print(f"warning: diagnostics FAILED for {failed}; the memo carries the failure banner", file=sys.stderr)
     files = {"markdown": str(paths["markdown"]), "html": str(paths["html"]), "json": str(paths["json"]),
              "figures": [str(p) for p in paths["figures"]], "fits": [str(p) for p in paths["fits"]]}
-    text = "\n".join([str(memo).replace("**", ""), "",
+    text = "\n".join([str(memo), "",
                       f"wrote {files['markdown']} and {files['html']} (open it in a browser; no network needed)",
                       f"wrote {len(files['figures'])} figures and {len(files['fits'])} fits "
                       f"({files['fits'][0] if files['fits'] else ''} ...)"])

@@ -317,7 +317,7 @@ class Memo:
         lines.append(f"diagnostics: {self.diagnostics.status.upper()} "
                      f"({sum(c.status == PASS for c in self.diagnostics.checks)} of "
                      f"{len(self.diagnostics.checks)} fits pass)")
-        return "\n".join(lines)
+        return "\n".join(lines).replace("**", "")
 
 
 def _plain(obj):

@@ -3,6 +3,7 @@
     python benchmarks/run.py            # all
     python benchmarks/run.py fit        # issue 2: fit wall time vs baselines, warm-cache refit
     python benchmarks/run.py optimal    # issue 3: optimal() for 4000 draws x 100 budgets
+    python benchmarks/run.py demo       # issue 5: `bayescale demo` wall time, cold and warm cache (< 120 s)
 
 Figures are printed as text and, last, as one JSON object.  Timings are
 whole-process wall times of separate processes (imports and compilation
@@ -102,9 +103,25 @@ print(json.dumps({"draws": int(a.N.shape[0]), "budgets": int(a.N.shape[1]), "fir
     return out
 
 
+def bench_demo() -> dict:
+    """``bayescale demo`` (4 NUTS fits, LOO, backtest, memo) in a fresh process: cold, then warm cache."""
+    bayescale = str(Path(sys.executable).with_name("bayescale"))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"BAYESCALE_CACHE_DIR": str(Path(tmp) / "cache")}
+        for kind in ("cold", "warm"):
+            wall, report = _run([bayescale, "demo", "--out", str(Path(tmp) / kind), "--json", "--no-progress"], env)
+            checks = report["memo"]["diagnostics"]["checks"]
+            out[kind] = {"wall_s": wall, "fits": len(checks),
+                         "fits_passed": sum(c["status"] == "pass" for c in checks),
+                         "memo_build_s": report["memo"]["reproducibility"]["wall_s"]}
+    out["target_s"] = 120.0
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", nargs="?", choices=["all", "fit", "optimal"], default="all")
+    parser.add_argument("which", nargs="?", choices=["all", "fit", "optimal", "demo"], default="all")
     parser.add_argument("--baseline-runs", type=int, default=1, help="repeat each baseline, keep the fastest")
     args = parser.parse_args(argv)
     if not EPOCH.is_file():
@@ -127,6 +144,12 @@ def main(argv=None) -> int:
         r = results["optimal"] = bench_optimal()
         print(f"optimal(): {r['draws']} draws x {r['budgets']} budgets: {r['after_compile_s_median']:.3f} s "
               f"after compilation (first call {r['first_call_s']:.2f} s; target < {r['target_s']} s)")
+    if args.which in ("all", "demo"):
+        r = results["demo"] = bench_demo()
+        for kind in ("cold", "warm"):
+            d = r[kind]
+            print(f"bayescale demo, {kind} cache: {d['wall_s']:.1f} s whole process ({d['fits_passed']} of "
+                  f"{d['fits']} fits pass the diagnostics gate; target < {r['target_s']:.0f} s)")
     print(json.dumps(results))
     return 0
 

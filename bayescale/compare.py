@@ -43,7 +43,7 @@ from scipy.special import logsumexp
 
 from . import azstats
 from .errors import BayescaleError, DataError, format_rows
-from .noise import noise_logpdf, noise_scale, uses_log_mean
+from .noise import noise_location, noise_logpdf, noise_scale
 from .result import Fit
 
 __all__ = ["Comparison", "K_THRESHOLD", "check_comparable", "compare", "log_density", "stacking_weights"]
@@ -209,10 +209,7 @@ def log_density(fit: Fit, inputs: dict, y) -> np.ndarray:
     x = {k: np.asarray(inputs[k], float).reshape(-1)[None, :] for k in fit.law.input_names}
     y = np.asarray(y, float).reshape(-1)[None, :]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if uses_log_mean(fit.noise):
-            loc = fit.law.log_mean(params, x, xp="numpy")
-        else:
-            loc = fit.law.mean(params, x, xp="numpy")
+        loc = noise_location(fit.noise, fit.law, params, x, xp="numpy")
         scale = noise_scale(fit.noise, params["sigma"], fit.refs["loss_ref"])
         out = noise_logpdf(fit.noise, y, np.asarray(loc, float), scale)
     out = np.broadcast_to(out, (params["sigma"].shape[0], y.shape[1]))

@@ -23,7 +23,7 @@ from .diagnostics import diagnose
 from .errors import BayescaleError, ConvergenceWarning
 from .init import init_near, quick_optimum
 from .model import make_model, reference_points
-from .noise import NOISE_MODELS, noise_logpdf, noise_scale, uses_log_mean
+from .noise import NOISE_MODELS, noise_location, noise_logpdf, noise_scale
 from .result import Fit, Samples
 from .runs import prepare_runs
 
@@ -69,7 +69,7 @@ def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, los
     params = {k: np.asarray(v, float)[..., None] for k, v in posterior.items()}
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        location = (law.log_mean if uses_log_mean(noise) else law.mean)(params, xs, xp="numpy")
+        location = noise_location(noise, law, params, xs, xp="numpy")
         scale = noise_scale(noise, params["sigma"], refs["loss_ref"])
         return noise_logpdf(noise, np.asarray(loss, float), location, scale)
 

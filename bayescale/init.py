@@ -21,7 +21,7 @@ from scipy.special import expit, logit
 
 from .cards import Law
 from .model import hat_name, scale_values
-from .noise import uses_log_mean
+from .noise import apply_link, link, noise_location
 from .priors import Prior
 
 __all__ = ["init_near", "quick_optimum"]
@@ -50,8 +50,9 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
     """Initial values (constrained) for every latent site of the model."""
     params = law.params
     z0 = np.array([_to_unconstrained(p.prior, p.prior.median()) for p in params], float)
-    log_space = uses_log_mean(noise)
-    target = np.log(loss) if log_space else loss / refs["loss_ref"]
+    raw = link(noise) == "identity"
+    with np.errstate(all="ignore"):
+        target = apply_link(noise, loss)[0] / (refs["loss_ref"] if raw else 1.0)
 
     def natural(z):
         values = {p.name: _to_constrained(p.prior, zi) for p, zi in zip(params, z) if p.scale is None}
@@ -64,10 +65,7 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
     def residuals(z):
         with np.errstate(all="ignore"):
             values = natural(z)
-            if log_space:
-                pred = law.log_mean(values, inputs, xp="numpy")
-            else:
-                pred = law.mean(values, inputs, xp="numpy") / refs["loss_ref"]
+            pred = noise_location(noise, law, values, inputs, xp="numpy") / (refs["loss_ref"] if raw else 1.0)
             r = np.broadcast_to(target - pred, target.shape)
         r = np.where(np.isfinite(r), r, 1e3)
         return np.concatenate([r, (z - z0) / 10.0])

@@ -20,7 +20,7 @@ import numpy as np
 
 from .cards import Law
 from .formula import Scope, evaluate, log_evaluate
-from .noise import noise_distribution, uses_log_mean
+from .noise import noise_distribution, noise_location
 
 __all__ = ["hat_name", "log_scale_values", "make_model", "reference_points", "scale_values"]
 
@@ -55,7 +55,6 @@ def log_scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dic
 
 def make_model(law: Law, noise: str):
     """The NumPyro model function for ``law`` with the named noise model."""
-    log_space = uses_log_mean(noise)
 
     def model(inputs, refs, loss=None):
         import jax.numpy as jnp
@@ -75,8 +74,7 @@ def make_model(law: Law, noise: str):
                 if p.prior.positive:  # the law sees log(value) = log(hat) + log(scale), finite
                     logs[p.name] = jnp.log(hat) + log_scales[p.name]
         sigma = numpyro.sample("sigma", law.sigma_prior.dist())
-        location = (law.log_mean(values, inputs, logs=logs) if log_space
-                    else law.mean(values, inputs, logs=logs))
+        location = noise_location(noise, law, values, inputs, logs=logs)
         n = next(iter(inputs.values())).shape[0]
         with numpyro.plate("runs", n):
             numpyro.sample("loss", noise_distribution(noise, location, sigma, refs["loss_ref"]), obs=loss)

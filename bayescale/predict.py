@@ -29,10 +29,11 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from .errors import BayescaleError, ExtrapolationWarning
 from .mixture import members, weighted_quantile
-from .noise import noise_cdf, noise_scale, uses_log_mean
+from .noise import link, noise_cdf, noise_location, noise_scale
 from .runs import prepare_grid
 
 __all__ = ["predict", "prob_label"]
@@ -74,12 +75,9 @@ class _Component:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             self.mu = np.asarray(fit.law.mean(draws, inputs, xp="numpy"), float)
             self.mu = np.broadcast_to(self.mu, (len(params["sigma"]), len(grid_inputs[fit.law.input_names[0]])))
-            self.log_space = uses_log_mean(fit.noise)
-            if self.log_space:
-                loc = fit.law.log_mean(draws, inputs, xp="numpy")
-                self.loc = np.broadcast_to(np.asarray(loc, float), self.mu.shape)
-            else:
-                self.loc = self.mu
+            self.link = link(fit.noise)
+            loc = noise_location(fit.noise, fit.law, draws, inputs, xp="numpy")
+            self.loc = np.broadcast_to(np.asarray(loc, float), self.mu.shape)
         self.noise = fit.noise
         self.scale = noise_scale(fit.noise, params["sigma"], fit.refs["loss_ref"])[:, None]
         self.weights = np.full(len(params["sigma"]), member.weight / len(params["sigma"]))
@@ -95,18 +93,20 @@ class _Component:
 
     def bracket(self):
         """Values of y below/above which this component has negligible mass."""
-        lo = self.loc - 60 * self.scale
-        hi = self.loc + 60 * self.scale
-        if self.log_space:
-            return np.exp(lo.min(axis=0)), np.exp(hi.max(axis=0))
-        return lo.min(axis=0), hi.max(axis=0)
+        lo = (self.loc - 60 * self.scale).min(axis=0)
+        hi = (self.loc + 60 * self.scale).max(axis=0)
+        if self.link == "log":
+            return np.exp(lo), np.exp(hi)
+        if self.link == "logit":
+            return expit(lo), expit(hi)
+        return lo, hi
 
 
 def _mixture_quantiles(components, levels, iters: int = 60) -> np.ndarray:
     """Quantiles (len(levels), G) of the predictive mixture by bisection."""
     lo = np.min([c.bracket()[0] for c in components], axis=0)
     hi = np.max([c.bracket()[1] for c in components], axis=0)
-    all_log = all(c.log_space for c in components)
+    all_log = all(c.link == "log" for c in components)
     levels = np.asarray(levels)[:, None]
     lo = np.broadcast_to(np.log(lo) if all_log else lo, (len(levels), lo.size)).copy()
     hi = np.broadcast_to(np.log(hi) if all_log else hi, (len(levels), hi.size)).copy()

@@ -20,7 +20,7 @@ import pandas as pd
 from .cards import Law
 from .errors import DataError, DataWarning, format_rows, plural
 from .formula import Scope, evaluate
-from .noise import uses_log_mean
+from .noise import link
 
 __all__ = ["Runs", "parse_mapping", "prepare_grid", "prepare_runs", "read_table", "rename_columns"]
 
@@ -191,8 +191,16 @@ def prepare_runs(data, law: Law, mapping=None, noise: str | None = None) -> Runs
         raise DataError(f"column {response!r} ({law.response.meaning}) is missing; columns are "
                         f"{list(map(str, frame.columns))}; rename one with --map {response}=<column>")
     columns, derived = _inputs(frame, law, extra=(response,))
-    if uses_log_mean(noise or law.noise) or law.response.scale:
-        _positive(response, columns[response], f"the {noise or law.noise} noise model works on log {response}")
+    noise = noise or law.noise
+    if link(noise) == "log" or law.response.scale:
+        _positive(response, columns[response], f"the {noise} noise model works on log {response}")
+    if link(noise) == "logit":
+        y = columns[response]
+        bad = np.flatnonzero((y <= 0) | (y >= 1))
+        if len(bad):
+            raise DataError(f"column {response!r} has {plural(len(bad), 'value')} outside (0, 1) at "
+                            f"{format_rows(bad)}; the normal_logit noise model is for rates and accuracies "
+                            f"strictly between 0 and 1")
     table = pd.DataFrame({k: columns[k] for k in list(law.input_names) + [response]})
     _check_shape(table, law)
     _warn_suspicious(table, law)

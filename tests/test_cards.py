@@ -17,7 +17,7 @@ import bayescale
 from bayescale.cards import STANDARD_INPUTS, law_from_text
 from bayescale.errors import CardError, FormulaError, PriorError
 from bayescale.model import hat_name, reference_points
-from bayescale.noise import uses_log_mean
+from bayescale.noise import link
 
 LAWS = bayescale.list_laws()
 N_RUNS = 40
@@ -119,25 +119,11 @@ def test_prior_predictive_is_finite_and_positive(prior_draws):
     y = draws["loss"]
     assert y.shape == (500, N_RUNS)
     assert np.all(np.isfinite(y))
-    if uses_log_mean(law.noise):
-        assert np.all(y > 0)
-    else:
-        # Normal noise on the raw metric has unbounded support: where the mean is close to 0 a
-        # draw can fall below it.  That is a property of the normal_raw noise model (see the
-        # strict xfail below); require it to be rare at data-like inputs.
-        assert (y <= 0).mean() < 0.05
-
-
-@pytest.mark.parametrize("name", [n for n in LAWS if not uses_log_mean(bayescale.load_law(n).noise)])
-@pytest.mark.xfail(strict=True, reason="normal_raw noise puts mass below 0 for a bounded metric whose "
-                   "mean is near 0; positivity of every response draw needs a bounded noise model")
-def test_prior_predictive_response_positive_under_normal_raw_noise(name):
-    law = bayescale.load_law(name)
-    inputs, response = data_like_inputs(law)
-    refs = reference_points(law, inputs, response)
-    draws = Predictive(bayescale.make_model(law, law.noise), num_samples=500)(
-        jax.random.PRNGKey(0), inputs, refs)
-    assert np.all(np.asarray(draws["loss"]) > 0)
+    # every card's default noise keeps draws in the response's support: log noise > 0, and
+    # logit noise (the bounded metrics) strictly inside (0, 1)
+    assert np.all(y > 0)
+    if link(law.noise) == "logit":
+        assert np.all(y < 1)
 
 
 @pytest.mark.parametrize("name", LAWS)
@@ -307,7 +293,7 @@ CARD_ERRORS = [
     ("unused param", MINIMAL + '\n[params.B]\nprior = "LogNormal(0, 1)"\n',
      CardError, r"parameters \['B'\] have priors but the formula never uses them"),
     ("unknown noise", _replace('name = "mini"', 'name = "mini"\nnoise = "cauchy"'),
-     CardError, r"noise 'cauchy' is not one of student_t_log, normal_log, normal_raw"),
+     CardError, r"noise 'cauchy' is not one of student_t_log, normal_log, normal_raw, normal_logit"),
     ("formula uses an undeclared name", _replace("E + A * x**(-alpha)", "E + A * x**(-alpha) + Z"),
      FormulaError, r"the unknown name 'Z'.*Allowed:"),
     ("formula with attribute access", _replace("E + A * x**(-alpha)", "E + A * x.real"),

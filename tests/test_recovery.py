@@ -8,7 +8,7 @@ the central 90% posterior interval, and NUTS must have had no divergent transiti
 Design choices (the same for every card unless stated):
 
 * noise: 1% on the log loss (Student-t(4) scale sigma = 0.01) for the log-noise cards, and
-  0.01 absolute on the bounded metrics (normal_raw).  Epoch's residual scale on the real
+  0.04 on the logit of the bounded metrics (normal_logit; ~0.01 absolute at p = 0.5).  Epoch's residual scale on the real
   Chinchilla data is sigma ~ 0.0045, and a benchmark of a few thousand questions has ~1%
   sampling error, so this is as noisy as real ladders or noisier.
 * n: 30-80 runs, the size of a typical scaling ladder (Chinchilla's Approach 3 used ~400,
@@ -38,6 +38,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit
 import pytest
 
 import bayescale
@@ -101,8 +102,9 @@ def simulate(name: str, seed: int, sigma: float = SIGMA) -> tuple[bayescale.Law,
     if law.noise == "student_t_log":
         y = mu * np.exp(sigma * rng.standard_t(4, size=mu.shape))
     else:
-        assert law.noise == "normal_raw" and not law.response.scale
-        y = mu + sigma * rng.standard_normal(mu.shape)
+        assert law.noise == "normal_logit" and not law.response.scale
+        # 4 sigma on the logit scale: 0.04 at p = 0.5 is ~0.01 absolute, ~0.004 at p = 0.9
+        y = expit(logit(mu) + 4 * sigma * rng.standard_normal(mu.shape))
     frame = pd.DataFrame(x)
     frame[law.response.name] = y
     return law, frame

@@ -109,12 +109,15 @@ def test_bad_table(case, table, law, exc, pattern):
         prepare_runs(table, bayescale.load_law(law))
 
 
-def test_non_positive_response_is_fine_for_raw_noise_on_an_unscaled_response():
-    """downstream_error: normal_raw noise, response not scaled: an error of 0 is a valid observation."""
+def test_response_support_follows_the_noise_model():
+    """downstream_error (response not scaled): an error of 0 is a valid observation under normal_raw
+    noise, outside the support of the card's default normal_logit noise, and of log noise."""
     law = bayescale.load_law("downstream_error")
     frame = pd.DataFrame({"L": np.linspace(2, 4, 8), "error": np.r_[0.0, np.linspace(0.1, 0.7, 7)]})
-    assert prepare_runs(frame, law).response_array()[0] == 0.0
-    # ... but not under a log-space noise model
+    assert prepare_runs(frame, law, noise="normal_raw").response_array()[0] == 0.0
+    with pytest.raises(DataError, match=r"column 'error' has 1 value outside \(0, 1\) at row 0; the "
+                                        r"normal_logit noise model is for rates"):
+        prepare_runs(frame, law)
     with pytest.raises(DataError, match=r"column 'error' has 1 non-positive value at row 0; error must be > 0 "
                                         r"\(the normal_log noise model works on log error\)"):
         prepare_runs(frame, law, noise="normal_log")
@@ -282,7 +285,7 @@ FIT_ERRORS = [
     ("bad prior", dict(formula="A / N**alpha", priors={"A": "LogNormal(0, 1)", "alpha": "Uniform(0, 1, 2)"}),
      PriorError, r"Uniform takes 2 arguments \(low, high\), got 3"),
     ("bad noise name", dict(law="chinchilla", noise="gaussian"), BayescaleError,
-     r"noise must be one of student_t_log, normal_log, normal_raw, got 'gaussian'"),
+     r"noise must be one of student_t_log, normal_log, normal_raw, normal_logit, got 'gaussian'"),
     ("chains 0", dict(law="chinchilla", chains=0), BayescaleError, r"chains must be an integer >= 1, got 0"),
     ("chains float", dict(law="chinchilla", chains=2.5), BayescaleError, r"chains must be an integer >= 1, got 2\.5"),
     ("chains bool", dict(law="chinchilla", chains=True), BayescaleError, r"chains must be an integer >= 1, got True"),

@@ -12,6 +12,7 @@ __all__ = ["g", "interval", "med_int", "pct", "sentence"]
 def sentence(text: str) -> str:
     """``text`` on one line, ending with a full stop."""
     text = " ".join(str(text).split())
+    text = text[:1].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
 
 

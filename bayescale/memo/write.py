@@ -34,8 +34,6 @@ def _safe(name: str) -> str:
 
 def write_memo(memo, out, force: bool = False, save_fits: bool = True) -> dict:
     """Render ``memo`` into directory ``out``; returns the paths written (by kind)."""
-    from .model import _plain
-
     out = check_out_dir(out, force)
     out.mkdir(exist_ok=True)
     paths = {"markdown": out / "memo.md", "html": out / "memo.html", "json": out / "memo.json",

@@ -1,0 +1,139 @@
+"""The evidence behind a memo: the fits, the backtests, the comparison table, the data summary."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ._common import _caught
+from .model import BacktestScore, DataSummary, Evidence, FitScore, ParamRow, RangeRow
+
+__all__ = ["_backtests", "_data_summary", "_evidence", "_fit_all"]
+
+
+def _fit_all(runs, specs, mapping, settings, say) -> tuple[list, list[str]]:
+    from ..fitting import fit
+
+    fits, notes = [], []
+    for i, (law, noise) in enumerate(specs, 1):
+        what = law if noise is None else f"{law} ({noise} noise)"
+        say(f"fit {i} of {len(specs)}: {what}, {settings['chains']} chains x {settings['draws']} draws "
+            f"after {settings['warmup']} warm-up")
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            f = fit(runs, law, noise=noise, mapping=mapping, progress=False, **settings)
+        notes += [m for m, w in zip(_caught(caught), caught)
+                  if w.category.__name__ == "DataWarning"]
+        verdict = "diagnostics pass" if f.diagnostics.passed else "diagnostics FAIL"
+        say(f"  {f.law.name} on {len(f.runs)} runs: {time.perf_counter() - t0:.1f} s, {verdict}")
+        fits.append(f)
+    return fits, list(dict.fromkeys(notes))
+
+
+def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_column, say):
+    """Backtest each fit's law and noise model with its own sampler settings; merge the results."""
+    from ..backtest import Backtest, backtest
+
+    parts, holdout_fits, notes, skipped = [], [], [], []
+    description = None
+    for i, (f, name) in enumerate(zip(fits, names), 1):
+        s = f.settings
+        say(f"backtest {i} of {len(fits)}: {name}, refitted without the held-out runs")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                bt = backtest(frame if frame is not None else f.runs.table, [f.law], noise=f.noise,
+                              mapping=mapping if frame is not None else None, holdout=holdout,
+                              holdout_top=holdout_top, by=by, split_column=split_column,
+                              chains=s["chains"], warmup=s["warmup"], draws=s["draws"], seed=s["seed"],
+                              target_accept=s["target_accept"])
+        except DataError as exc:
+            skipped.append(f"backtest of {name} skipped: {exc}")
+            say(f"  skipped: {exc}")
+            continue
+        description = bt.holdout
+        table = bt.table.copy()
+        table["law"] = name
+        summary = bt.summary.copy()
+        summary.index = [name]
+        summary.index.name = "law"
+        parts.append((table, summary))
+        notes += [n.replace(f.law.name, name, 1) if n.startswith(f.law.name) else n for n in bt.notes]
+        for hf in bt.fits:
+            holdout_fits.append((name, hf))
+        row = summary.iloc[0]
+        say(f"  {name}: median ARE {row['median_are']:.3g}, 90% coverage {row['coverage_90']:.2f} "
+            f"on {int(row['n_test'])} held-out runs")
+    if not parts:
+        return None, holdout_fits, notes, skipped
+    merged = Backtest(table=pd.concat([p[0] for p in parts], ignore_index=True),
+                      summary=pd.concat([p[1] for p in parts]), holdout=description,
+                      probs=(0.5, 0.9), notes=tuple(dict.fromkeys(notes)),
+                      fits=tuple(f for _, f in holdout_fits))
+    return merged, holdout_fits, notes, skipped
+
+
+def _evidence(fits, names, comparison, bt, bt_notes, skipped, truth) -> Evidence:
+    scores = []
+    if comparison is not None:
+        for name, r in comparison.table.iterrows():
+            scores.append(FitScore(
+                name=str(name), law=str(r["law"]), noise=str(r["noise"]), elpd_loo=float(r["elpd_loo"]),
+                se=float(r["se"]), elpd_diff=float(r["elpd_diff"]), dse=float(r["dse"]), p_loo=float(r["p_loo"]),
+                weight=float(r["weight"]), n_pareto_bad=int(r["n_pareto_k_bad"]),
+                max_pareto_k=float(r["max_pareto_k"]), n_refit=int(r["n_refit"]),
+                elpd_waic=float(r["elpd_waic"])))
+        verdict, notes = comparison.verdict(), tuple(comparison.notes)
+    else:
+        verdict = f"only one fit ({names[0]}): nothing to compare; its weight is 1"
+        notes = ()
+    backtest = []
+    if bt is not None:
+        for name, r in bt.summary.iterrows():
+            backtest.append(BacktestScore(
+                name=str(name), n_test=int(r["n_test"]), median_are=float(r["median_are"]),
+                mean_are=float(r["mean_are"]), coverage_50=float(r["coverage_50"]),
+                coverage_90=float(r["coverage_90"]), mean_rel_width_90=float(r["mean_rel_width_90"]),
+                mean_lpd=float(r["mean_lpd"]), fits_failed_gate=int(r["fits_failed_gate"])))
+    params = []
+    for f, name in zip(fits, names):
+        table = f.summary()
+        known = (truth or {}).get(f.law.name, {})
+        for p, r in table.iterrows():
+            params.append(ParamRow(fit=name, param=str(p), median=float(r["median"]), lower_90=float(r["q5"]),
+                                   upper_90=float(r["q95"]), r_hat=float(r["r_hat"]),
+                                   ess_bulk=float(r["ess_bulk"]), truth=known.get(str(p))))
+    return Evidence(scores=tuple(scores), verdict=verdict, notes=notes,
+                    backtest_holdout=None if bt is None else bt.holdout, backtest=tuple(backtest),
+                    backtest_notes=tuple(bt_notes), params=tuple(params), skipped=tuple(skipped))
+
+
+def _data_summary(fits, file_sha, plan_inputs, plan_extrap, budget, note, truth_rows) -> DataSummary:
+    f0 = fits[0]
+    table = f0.runs.table.copy()
+    cost_law = next((f.law for f in fits if f.law.cost is not None), None)
+    if cost_law is not None and "C" not in table.columns:
+        table["C"] = cost_law.compute(f0.runs.input_arrays())
+    ranges = []
+    cols = [c for c in table.columns if c != f0.runs.response] + [f0.runs.response]
+    for col in cols:
+        values = table[col].to_numpy(float)
+        pv = None if plan_inputs is None else plan_inputs.get(col)
+        ranges.append(RangeRow(column=col, min=float(values.min()), max=float(values.max()),
+                               plan=None if pv is None else float(pv),
+                               ratio_to_max=None if pv is None else float(pv / values.max())))
+    n_budgets = None
+    budget_extrap = None
+    if "C" in table.columns:
+        distinct = len(np.unique(np.round(np.log10(table["C"].to_numpy(float)), 3)))
+        n_budgets = distinct if distinct <= len(table) / 2 else None
+        if budget is not None:
+            budget_extrap = float(budget / table["C"].max())
+    return DataSummary(n_runs=len(table), source=f0.runs.source, runs_hash=f0.runs.hash, file_sha256=file_sha,
+                       ranges=tuple(ranges), n_budgets=n_budgets, plan_extrapolation=plan_extrap,
+                       budget_extrapolation=budget_extrap, note=note, truth=tuple(truth_rows))

@@ -195,27 +195,36 @@ def test_failed_fit_gives_the_failure_banner(epoch_fit):
     assert "DIAGNOSTICS FAILED" in str(memo)
 
 
-def test_cli_memo_with_a_fit_that_fails_the_gate(tmp_path):
-    """A real fit with far too few draws: the CLI still writes the memo, with the banner, and warns."""
+def test_cli_memo_with_fits_that_fail_the_gate(tmp_path):
+    """Real fits with far too few draws, one law under two noise models: the CLI still writes the memo,
+    with the banner, compares the noise models and shows the answer under each; and it warns."""
     from bayescale.data import pilot_chinchilla
 
     csv = tmp_path / "runs.csv"
     pilot_chinchilla().to_csv(csv, index=False)
     out = tmp_path / "memo"
-    code, stdout, err = run("memo", csv, "--laws", "chinchilla", "--plan", "N=7e10,D=1.4e12", "--target", "2",
-                            "--out", out, "--chains", "1", "--warmup", "20", "--draws", "20", "--no-backtest",
-                            "--json")
+    code, stdout, err = run("memo", csv, "--laws", "chinchilla", "--noise", "student_t_log,normal_raw",
+                            "--plan", "N=7e10,D=1.4e12", "--target", "2", "--out", out, "--chains", "1",
+                            "--warmup", "20", "--draws", "20", "--no-backtest", "--json")
     assert code == 0, err
     report = json.loads(stdout)
-    assert report["memo"]["diagnostics"]["status"] == "fail"
-    assert "warning: diagnostics FAILED for chinchilla" in err
-    assert "[memo" in err and "fit 1 of 1: chinchilla" in err          # progress on stderr
+    memo = report["memo"]
+    assert memo["diagnostics"]["status"] == "fail"
+    assert "warning: diagnostics FAILED for chinchilla/student_t_log" in err
+    assert "[memo" in err and "fit 2 of 2: chinchilla (normal_raw noise)" in err        # progress on stderr
+    names = ["chinchilla/student_t_log", "chinchilla/normal_raw"]
+    assert sorted(s["name"] for s in memo["evidence"]["scores"]) == sorted(names)
+    assert [r["name"] for r in memo["sensitivity"]["rows"]] == names
+    assert all(r["plan_loss"] is not None and r["ratio"] is not None for r in memo["sensitivity"]["rows"])
     md = (out / "memo.md").read_text()
-    assert "DIAGNOSTICS FAILED" in md and "effective sample size below 400" in md
+    assert md.index("DIAGNOSTICS FAILED") < md.index("## Summary")
+    assert "effective sample size below 400" in md and "no backtest was asked for" in md
     assert "DIAGNOSTICS FAILED" in (out / "memo.html").read_text()
-    assert report["memo"]["question"]["budget"] == pytest.approx(5.88e23)       # the plan's compute
-    assert report["memo"]["reproducibility"]["command"].startswith("bayescale memo ")
-    assert (out / "fits" / "chinchilla.nc").is_file()
+    assert memo["question"]["budget"] == pytest.approx(5.88e23)       # the plan's compute
+    assert memo["question"]["noises"] == ["student_t_log", "normal_raw"]
+    assert memo["reproducibility"]["command"].startswith("bayescale memo ")
+    assert sorted(p.name for p in (out / "fits").iterdir()) == ["chinchilla_normal_raw.nc",
+                                                                "chinchilla_student_t_log.nc"]
 
 
 # --------------------------------------------------------------------------- CLI errors

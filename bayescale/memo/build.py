@@ -105,6 +105,8 @@ def _versions(fits) -> dict:
 def _title(plan, budget) -> str:
     if plan is not None and {"N", "D"} <= set(plan):
         return f"Decision memo: a run of N = {g(plan['N'], 3)} parameters on D = {g(plan['D'], 3)} tokens"
+    if plan is not None:
+        return "Decision memo: a run at " + ", ".join(f"{k} = {g(v, 3)}" for k, v in plan.items())
     if budget is not None:
         return f"Decision memo: spending {g(budget, 3)} FLOPs"
     return "Decision memo"

@@ -50,6 +50,11 @@ def _check(fit, name: str, role: str, comparison=None) -> FitCheck:
                     max_pareto_k=k_max, n_pareto_bad=n_bad, reasons=tuple(reasons), advice=tuple(advice))
 
 
+def _kind(reason: str) -> str:
+    """The kind of a problem without its per-parameter detail: 'R-hat above 1.01 for E (1.04)' -> 'R-hat above 1.01'."""
+    return reason.split(" for ")[0].split(" (rows")[0]
+
+
 def diagnostics_report(fits, names, comparison, holdout_fits) -> DiagnosticsReport:
     """Checks of the answer's fits (with their Pareto k) and of the backtest fits; the banner."""
     checks = [_check(f, n, "answer", comparison) for f, n in zip(fits, names)]
@@ -60,12 +65,13 @@ def diagnostics_report(fits, names, comparison, holdout_fits) -> DiagnosticsRepo
     failed = [c for c in checks if c.status == FAIL]
     if failed:
         which = "; ".join(f"{c.name} ({'fit behind the answer' if c.role == 'answer' else 'backtest fit'}): "
-                          + "; ".join(c.reasons) for c in failed)
+                          + ", ".join(dict.fromkeys(_kind(r) for r in c.reasons)) for c in failed)
         answer_failed = any(c.role == "answer" for c in failed)
         consequence = ("The answers below come from draws that cannot be trusted: do not act on them until the "
                        "failing fits are rerun and pass." if answer_failed else
                        "The answers below come from fits that passed, but the backtest numbers of the failing "
                        "fits are unreliable.")
-        banner = (f"DIAGNOSTICS FAILED for {len(failed)} of {len(checks)} fits. {which}. {consequence} "
+        banner = (f"DIAGNOSTICS FAILED for {len(failed)} of {len(checks)} fits. {which} (details under "
+                  f"Diagnostics). {consequence} "
                   "What to try: " + "; ".join(dict.fromkeys(a for c in failed for a in c.advice)) + ".")
     return DiagnosticsReport(checks=tuple(checks), status=status, banner=banner)

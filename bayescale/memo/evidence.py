@@ -8,8 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ._common import _caught
+from ..errors import DataError, DataWarning
 from .model import BacktestScore, DataSummary, Evidence, FitScore, ParamRow, RangeRow
 
 __all__ = ["_backtests", "_data_summary", "_evidence", "_fit_all"]
@@ -27,8 +26,7 @@ def _fit_all(runs, specs, mapping, settings, say) -> tuple[list, list[str]]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             f = fit(runs, law, noise=noise, mapping=mapping, progress=False, **settings)
-        notes += [m for m, w in zip(_caught(caught), caught)
-                  if w.category.__name__ == "DataWarning"]
+        notes += [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, DataWarning)]
         verdict = "diagnostics pass" if f.diagnostics.passed else "diagnostics FAIL"
         say(f"  {f.law.name} on {len(f.runs)} runs: {time.perf_counter() - t0:.1f} s, {verdict}")
         fits.append(f)
@@ -50,8 +48,9 @@ def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_colu
                 bt = backtest(frame if frame is not None else f.runs.table, [f.law], noise=f.noise,
                               mapping=mapping if frame is not None else None, holdout=holdout,
                               holdout_top=holdout_top, by=by, split_column=split_column,
-                              chains=s["chains"], warmup=s["warmup"], draws=s["draws"], seed=s["seed"],
-                              target_accept=s["target_accept"])
+                              chains=s.get("chains", 4), warmup=s.get("warmup", 1000),
+                              draws=s.get("draws", 1000), seed=s.get("seed", 0),
+                              target_accept=s.get("target_accept", 0.8))
         except DataError as exc:
             skipped.append(f"backtest of {name} skipped: {exc}")
             say(f"  skipped: {exc}")
@@ -116,9 +115,13 @@ def _evidence(fits, names, comparison, bt, bt_notes, skipped, truth) -> Evidence
 def _data_summary(fits, file_sha, plan_inputs, plan_extrap, budget, note, truth_rows) -> DataSummary:
     f0 = fits[0]
     table = f0.runs.table.copy()
-    cost_law = next((f.law for f in fits if f.law.cost is not None), None)
-    if cost_law is not None and "C" not in table.columns:
-        table["C"] = cost_law.compute(f0.runs.input_arrays())
+    for f in fits[1:]:       # the same runs; laws may use different inputs of them
+        for col in f.runs.table.columns:
+            if col not in table.columns:
+                table[col] = f.runs.table[col].to_numpy()
+    cost_fit = next((f for f in fits if f.law.cost is not None), None)
+    if cost_fit is not None and "C" not in table.columns:
+        table["C"] = cost_fit.law.compute(cost_fit.runs.input_arrays())
     ranges = []
     cols = [c for c in table.columns if c != f0.runs.response] + [f0.runs.response]
     for col in cols:

@@ -195,6 +195,7 @@ def test_failed_fit_gives_the_failure_banner(epoch_fit):
     assert "DIAGNOSTICS FAILED" in str(memo)
 
 
+@pytest.mark.slow  # 20 s; the banner itself is checked above on a fit marked as failed
 def test_cli_memo_with_fits_that_fail_the_gate(tmp_path):
     """Real fits with far too few draws, one law under two noise models: the CLI still writes the memo,
     with the banner, compares the noise models and shows the answer under each; and it warns."""
@@ -266,6 +267,7 @@ def test_build_memo_bad_arguments(epoch_fit):
 # --------------------------------------------------------------------------- the demo
 
 
+@pytest.mark.slow  # 37 s cold; .ci/run also runs `demo --quick` from the installed wheel
 def test_demo_quick_writes_the_whole_memo(tmp_path):
     out = tmp_path / "demo"
     code, stdout, err = run("demo", "--out", out, "--quick", "--json")

@@ -47,6 +47,7 @@ import pandas as pd
 
 from .cards import Law, resolve_law
 from .compare import log_density, lpd
+from .checks import check_int
 from .errors import BayescaleError, DataError
 from .predict import predict, prob_label
 from .runs import prepare_grid, prepare_runs, read_table, rename_columns
@@ -450,8 +451,7 @@ def rollout(runs, laws, *, by: str = "C", k: int = 3, start: float = 0.5, thresh
     t0 = time.perf_counter()
     laws = _laws(laws)
     probs = _probs(prob)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise BayescaleError(f"k must be an integer >= 1, got {k!r}")
+    k = check_int("k", k, 1)
     if not (isinstance(start, (int, float)) and 0 < start < 1):
         raise BayescaleError(f"start must be a fraction in (0, 1), got {start!r}")
     raw, frame, _ = _frames(runs, mapping)

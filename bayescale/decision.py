@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .checks import positive_number
 from .errors import BayescaleError
 from .mixture import members, weighted_quantile
 from .optimal import _flops_per_param_token, _inputs, _solve, allocation_law_inputs, optimal
@@ -198,9 +199,7 @@ class PlanRegret:
 
 def plan_regret(fit, N: float, D: float, *, within: float = 0.05, weights=None) -> PlanRegret:
     """Loss regret and compute efficiency of a planned ``(N, D)`` (see the module docstring)."""
-    for name, v in (("N", N), ("D", D)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
-            raise BayescaleError(f"plan {name} must be a positive number, got {v!r}")
+    N, D = positive_number("plan N", N, False), positive_number("plan D", D, False)
     if not (isinstance(within, (int, float)) and 0 < within < 1):
         raise BayescaleError(f"within must be a fraction in (0, 1), got {within!r}")
     mems = members(fit, weights)

@@ -19,6 +19,7 @@ from importlib import metadata
 import numpy as np
 
 from .cards import resolve_law
+from .checks import check_int
 from .diagnostics import diagnose
 from .errors import BayescaleError, ConvergenceWarning
 from .init import init_near, quick_optimum
@@ -74,12 +75,6 @@ def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, los
         return noise_logpdf(noise, np.asarray(loss, float), location, scale)
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise BayescaleError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, mapping=None,
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
@@ -103,11 +98,11 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     noise = noise or law.noise
     if noise not in NOISE_MODELS:
         raise BayescaleError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
-    chains = _check_int("chains", chains, 1)
-    warmup = _check_int("warmup", warmup, 10)
-    draws = _check_int("draws", draws, 10)
-    seed = _check_int("seed", seed, 0)
-    max_tree_depth = _check_int("max_tree_depth", max_tree_depth, 2)
+    chains = check_int("chains", chains, 1)
+    warmup = check_int("warmup", warmup, 10)
+    draws = check_int("draws", draws, 10)
+    seed = check_int("seed", seed, 0)
+    max_tree_depth = check_int("max_tree_depth", max_tree_depth, 2)
     if not (isinstance(target_accept, (int, float)) and 0 < target_accept < 1):
         raise BayescaleError(f"target_accept must be in (0, 1), got {target_accept!r}")
     table = prepare_runs(runs, law, mapping=mapping, noise=noise)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .cards import Law
+from .checks import positive_number
 from .errors import BayescaleError, ExtrapolationWarning
 from .mixture import members, weighted_quantile
 from .predict import prob_label
@@ -282,15 +283,6 @@ class Allocation:
         return "\n".join(lines)
 
 
-def _positive_number(name, value, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
-        raise BayescaleError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: float = 0.0,
             weights=None, exponent_span: float = 10.0) -> Allocation:
     """Posterior draws of N*, D*, D*/N* and L* for each budget (FLOPs).
@@ -310,14 +302,14 @@ def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: f
     bad = np.flatnonzero(~np.isfinite(budgets) | (budgets <= 0))
     if len(bad):
         raise BayescaleError(f"budgets must be positive FLOP counts; got {budgets[bad].tolist()}")
-    cap = _positive_number("max_tokens", max_tokens)
-    d_inf = 0.0 if not inference_tokens else _positive_number("inference_tokens", inference_tokens, False)
+    cap = positive_number("max_tokens", max_tokens)
+    d_inf = 0.0 if not inference_tokens else positive_number("inference_tokens", inference_tokens, False)
     n_lo, n_hi = (None, None) if n_bounds is None else tuple(n_bounds)
-    n_lo = _positive_number("n_bounds low", n_lo) or 1.0
-    n_hi = _positive_number("n_bounds high", n_hi)
+    n_lo = positive_number("n_bounds low", n_lo) or 1.0
+    n_hi = positive_number("n_bounds high", n_hi)
     if n_hi is not None and n_hi <= n_lo:
         raise BayescaleError(f"n_bounds: low {n_lo:g} must be below high {n_hi:g}")
-    span = _positive_number("exponent_span", exponent_span, False)
+    span = positive_number("exponent_span", exponent_span, False)
     for m in mems:
         allocation_law_inputs(m.fit.law)
     c0 = float(np.exp(np.mean(np.log(budgets))))

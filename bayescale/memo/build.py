@@ -13,14 +13,13 @@ judged pass / warn / fail.  Progress (which fit is running) goes to stderr.
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
+from ..checks import positive_number
 from ..errors import BayescaleError
 from ._common import _allocatable, _fit_names
 from .answer import _answer, _plan_grid, _sensitivity, _truth_rows
@@ -50,15 +49,6 @@ class Progress:
 # --------------------------------------------------------------------------- argument checks
 
 
-def _positive(name: str, value, allow_none: bool = True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise BayescaleError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def _names_list(value, what: str) -> list:
     if value is None:
         return [None]
@@ -77,7 +67,7 @@ def _check_plan(plan) -> dict | None:
     if not isinstance(plan, dict) or not plan:
         raise BayescaleError(f"plan must be a dict of the planned run's inputs such as "
                              f"{{'N': 7e10, 'D': 1.4e12}}, got {plan!r}")
-    return {str(k): _positive(f"plan {k}", v, allow_none=False) for k, v in plan.items()}
+    return {str(k): positive_number(f"plan {k}", v, allow_none=False) for k, v in plan.items()}
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -148,8 +138,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     """
     t_start = time.perf_counter()
     say = Progress(sys.stderr.isatty() if progress is None else bool(progress))
-    budget = _positive("budget", budget)
-    target = _positive("target", target)
+    budget = positive_number("budget", budget)
+    target = positive_number("target", target)
     plan = _check_plan(plan)
     if utility not in UTILITIES:
         raise BayescaleError(f"utility must be one of {', '.join(UTILITIES)}, got {utility!r}")

@@ -159,21 +159,26 @@ def _fits_for_compare(args):
                 draws=args.draws, seed=args.seed, progress=args.progress) for law, noise in pairs]
 
 
+def _emit_with_plot(args, result, plot, plotter: str) -> None:
+    """Write a comparison/backtest result, with its figure saved to ``plot`` when asked."""
+    data = result.as_dict()
+    text = str(result)
+    if plot is not None:
+        from ..plots import compare as figures
+
+        _save(getattr(figures, plotter)(result), plot)
+        data["plot"] = str(plot)
+        text += f"\nplot: {plot}"
+    emit(args, data, text)
+
+
 def run_compare(args) -> int:
     from ..compare import compare
 
     plot = _plot_path(args.plot)
     fits = _fits_for_compare(args)
     result = compare(fits, names=_list(args.names), reloo=args.reloo)
-    data = result.as_dict()
-    text = str(result)
-    if plot is not None:
-        from ..plots.compare import plot_compare
-
-        _save(plot_compare(result), plot)
-        data["plot"] = str(plot)
-        text += f"\nplot: {plot}"
-    emit(args, data, text)
+    _emit_with_plot(args, result, plot, "plot_compare")
     return 0
 
 
@@ -191,13 +196,5 @@ def run_backtest(args) -> int:
         result = backtest(args.runs, laws, holdout=args.holdout, holdout_top=args.holdout_top, by=args.by,
                           split_column=args.split_column, train_value=args.train_value,
                           group=_list(args.group), **settings)
-    data = result.as_dict()
-    text = str(result)
-    if plot is not None:
-        from ..plots.compare import plot_backtest
-
-        _save(plot_backtest(result), plot)
-        data["plot"] = str(plot)
-        text += f"\nplot: {plot}"
-    emit(args, data, text)
+    _emit_with_plot(args, result, plot, "plot_backtest")
     return 0

@@ -21,7 +21,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .checks import positive_number
 from .errors import BayescaleError
@@ -127,26 +126,18 @@ def compute_for_loss(fit, target: float, *, inference_tokens: float = 0.0, weigh
     ``target``; returns ``(C, N, D, weights)`` arrays with NaN where the target is unreachable
     (at or below the draw's irreducible loss)."""
     mems = members(fit, weights)
-    if not (isinstance(target, (int, float)) and np.isfinite(target) and target > 0):
-        raise BayescaleError(f"target loss must be a positive number, got {target!r}")
+    target = positive_number("target loss", target, False)
     out_c, out_n, out_d, out_w = [], [], [], []
     for m in mems:
         law = m.fit.law
         allocation_law_inputs(law)
         params = m.params()
         S = len(params["sigma"])
-        lo = np.full((S, 1), np.log(1e6))
-        hi = np.full((S, 1), np.log(1e40))
         kw = dict(d_inf=float(inference_tokens), unique=max_tokens if "U" in law.input_names else None,
                   cap=max_tokens, n_lo=1.0, n_hi=None)
-        _, f_hi, _, _, _ = _solve(law, params, np.exp(hi), **kw)
+        _, f_hi, _, _, _ = _solve(law, params, np.full((S, 1), 1e40), **kw)
         reachable = np.exp(f_hi[:, 0]) < target
-        for _ in range(iters):
-            mid = 0.5 * (lo + hi)
-            _, f, _, _, _ = _solve(law, params, np.exp(mid), **kw)
-            below = np.exp(f) <= target
-            hi = np.where(below, mid, hi)
-            lo = np.where(below, lo, mid)
+        hi = _least_log_compute(law, params, target, np.log(1e6), np.log(1e40), iters, **kw)
         u, _, D, _, _ = _solve(law, params, np.exp(hi), **kw)
         C = np.exp(hi[:, 0])
         nan = ~reachable
@@ -236,18 +227,22 @@ def _equivalent_compute(mems, plan_loss: np.ndarray, C: float, iters: int = 40) 
         S = len(params["sigma"])
         target = plan_loss[start:start + S][:, None]
         start += S
-        lo = np.full((S, 1), np.log(C) - 12.0)
-        hi = np.full((S, 1), np.log(C))
-        for _ in range(iters):
-            mid = 0.5 * (lo + hi)
-            _, f, _, _, _ = _solve(m.fit.law, params, np.exp(mid), d_inf=0.0, unique=None, cap=None,
-                                   n_lo=1.0, n_hi=None)
-            reached = np.exp(f) <= target
-            hi = np.where(reached, mid, hi)
-            lo = np.where(reached, lo, mid)
+        hi = _least_log_compute(m.fit.law, params, target, np.log(C) - 12.0, np.log(C), iters,
+                                d_inf=0.0, unique=None, cap=None, n_lo=1.0, n_hi=None)
         out.append(np.exp(hi[:, 0]))
     return np.concatenate(out)
 
 
-def summary_frame(choice: Choice) -> pd.DataFrame:
-    return pd.DataFrame([choice.as_dict()])
+def _least_log_compute(law, params: dict, target, log_lo: float, log_hi: float, iters: int, **kw):
+    """Per draw, by bisection on log C: the smallest compute in [e^log_lo, e^log_hi] whose optimal
+    allocation's loss is <= ``target`` (scalar or (S, 1)); returns log C shaped (S, 1)."""
+    S = len(params["sigma"])
+    lo, hi = np.full((S, 1), log_lo), np.full((S, 1), log_hi)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        _, f, _, _, _ = _solve(law, params, np.exp(mid), **kw)
+        reached = np.exp(f) <= target
+        hi = np.where(reached, mid, hi)
+        lo = np.where(reached, lo, mid)
+    return hi
+

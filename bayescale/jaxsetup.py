@@ -5,17 +5,24 @@
   backend.  Unless ``XLA_FLAGS`` already sets it, bayescale asks for
   ``max(4, cpu_count)`` host devices (4 = the default number of chains).
 * Persistent compilation cache: the compiled sampler for a law and data shape
-  is written to ``$BAYESCALE_CACHE_DIR/jax`` (default ``~/.cache/bayescale/jax``)
-  so a second fit in a new process skips most of the JIT time.  Set
-  ``BAYESCALE_JAX_CACHE=0`` to turn it off.
+  is written to ``$BAYESCALE_CACHE_DIR/jax/<host>`` (default
+  ``~/.cache/bayescale/jax/<host>``) so a second fit in a new process skips
+  most of the JIT time.  ``<host>`` is a fingerprint of the jax/jaxlib
+  versions, the CPU model and its instruction-set flags: XLA's CPU executables
+  are compiled for the host's instruction set, and loading one built elsewhere
+  (a home directory shared between different machines, or an upgraded jaxlib)
+  can abort the process instead of raising an error.  Set
+  ``BAYESCALE_JAX_CACHE=0`` to turn the cache off.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 from pathlib import Path
 
-__all__ = ["cache_dir", "configure"]
+__all__ = ["cache_dir", "configure", "host_fingerprint"]
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -28,6 +35,32 @@ def cache_dir() -> Path:
     return Path(base) / "bayescale"
 
 
+def _cpu_description() -> str:
+    """The CPU model and instruction-set flags (Linux), else what ``platform`` knows."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    wanted = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "flags", "Features", "CPU implementer", "CPU part") and key not in wanted:
+            wanted[key] = " ".join(sorted(value.split())) if key in ("flags", "Features") else value.strip()
+    if wanted:
+        return ";".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+    return f"{platform.machine()};{platform.processor()}"
+
+
+def host_fingerprint() -> str:
+    """A short name for (jax, jaxlib, machine, CPU model and flags): one cache folder per combination."""
+    import jax
+    import jaxlib
+
+    text = "|".join((jax.__version__, jaxlib.__version__, platform.machine(), _cpu_description()))
+    return f"{platform.machine()}-jax{jax.__version__}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
 def configure() -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if _DEVICE_FLAG not in flags:
@@ -37,7 +70,7 @@ def configure() -> None:
         import jax
 
         if jax.config.jax_compilation_cache_dir is None:
-            path = cache_dir() / "jax"
+            path = cache_dir() / "jax" / host_fingerprint()
             path.mkdir(parents=True, exist_ok=True)
             jax.config.update("jax_compilation_cache_dir", str(path))
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

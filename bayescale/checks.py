@@ -26,8 +26,10 @@ def positive_number(name: str, value, allow_none: bool = True) -> float | None:
     return float(value)
 
 
-def check_int(name: str, value, low: int) -> int:
-    """An integer >= ``low`` (booleans refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise BayescaleError(f"{name} must be an integer >= {low}, got {value!r}")
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    """An integer >= ``low`` (and <= ``high`` if given; booleans refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
+            or (high is not None and value > high):
+        expected = f">= {low}" if high is None else f"in {low}..{high}"
+        raise BayescaleError(f"{name} must be an integer {expected}, got {value!r}")
     return int(value)

@@ -4,9 +4,10 @@ Defaults that just work: 4 chains run in parallel over host CPU devices
 (vectorised when fewer devices exist), 1000 warm-up + 1000 draws each, a dense
 mass matrix, every chain started near a quick robust optimum (see
 :mod:`bayescale.init`), a progress bar when stderr is a terminal.  The same
-seed gives bit-identical draws.  The model's arrays are passed as arguments
-(``jit_model_args``) so JAX's persistent cache reuses the compiled sampler for
-any data of the same law and shape.
+seed gives bit-identical draws.  The sampler is :mod:`bayescale.nuts` (Stan's
+NUTS and warm-up) on the NumPyro model's density; the data are arguments of
+the compiled program, so JAX's caches reuse it for any data of the same law
+and shape (see :mod:`bayescale.sampler`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from .cards import resolve_law
 from .checks import check_int
 from .diagnostics import diagnose
 from .errors import BayescaleError, ConvergenceWarning
-from .init import init_near, quick_optimum
-from .model import make_model, reference_points
+from .init import quick_optimum
+from .model import reference_points
 from .noise import NOISE_MODELS, noise_location, noise_logpdf, noise_scale
 from .result import Fit, Samples
 from .runs import prepare_runs
+from .sampler import run_chains
 
 __all__ = ["fit"]
 
@@ -89,8 +91,6 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     (``{"loss": "val_loss"}``).
     """
     import jax
-    import jax.numpy as jnp
-    from numpyro.infer import MCMC, NUTS
 
     global _CLOCK_REGISTERED
     t0 = time.perf_counter()
@@ -102,7 +102,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     warmup = check_int("warmup", warmup, 10)
     draws = check_int("draws", draws, 10)
     seed = check_int("seed", seed, 0)
-    max_tree_depth = check_int("max_tree_depth", max_tree_depth, 2)
+    max_tree_depth = check_int("max_tree_depth", max_tree_depth, 2, 15)
     if not (isinstance(target_accept, (int, float)) and 0 < target_accept < 1):
         raise BayescaleError(f"target_accept must be in (0, 1), got {target_accept!r}")
     table = prepare_runs(runs, law, mapping=mapping, noise=noise)
@@ -117,17 +117,6 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
 
     if progress is None:
         progress = sys.stderr.isatty()
-    method = "parallel" if jax.local_device_count() >= chains else "vectorized"
-    if chains == 1:
-        method = "sequential"
-    model = make_model(law, noise)
-    kernel = NUTS(model, dense_mass=dense_mass, target_accept_prob=target_accept,
-                  max_tree_depth=max_tree_depth, init_strategy=init_near(start))
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method=method, progress_bar=progress, jit_model_args=True)
-    args = ({k: jnp.asarray(v, jnp.float32) for k, v in inputs.items()},
-            {k: jnp.asarray(v, jnp.float32) for k, v in refs.items()})
-    y = jnp.asarray(loss, jnp.float32)
 
     if not _CLOCK_REGISTERED:
         jax.monitoring.register_event_duration_secs_listener(_CLOCK)
@@ -135,26 +124,25 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     _CLOCK.seconds, _CLOCK.active = 0.0, True
     t_mcmc = time.perf_counter()
     try:
-        mcmc.run(jax.random.PRNGKey(seed), *args, loss=y,
-                 extra_fields=("diverging", "num_steps", "energy", "accept_prob"))
-        samples = mcmc.get_samples(group_by_chain=True)
-        jax.block_until_ready(samples)
+        posterior, stats, method = run_chains(
+            law, noise, start, inputs, refs, loss, chains=chains, warmup=warmup, draws=draws, seed=seed,
+            target_accept=float(target_accept), max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+            progress=progress)
     finally:
         _CLOCK.active = False
     t_mcmc = time.perf_counter() - t_mcmc
     compile_s = _CLOCK.seconds
 
     t_post = time.perf_counter()
-    posterior = {name: np.asarray(samples[name]) for name in list(law.param_names) + ["sigma"]}
     ll = pointwise_log_likelihood(law, noise, posterior, inputs, loss, refs)
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    steps = np.asarray(extra["num_steps"])
+    steps = stats["n_steps"]
     sample_stats = {
-        "diverging": np.asarray(extra["diverging"]),
+        "diverging": stats["diverging"],
         "n_steps": steps,
-        "tree_depth": np.ceil(np.log2(steps + 1)).astype(int),
-        "energy": np.asarray(extra["energy"]),
-        "acceptance_rate": np.asarray(extra["accept_prob"]),
+        "tree_depth": stats["tree_depth"],
+        "energy": stats["energy"].astype(float),
+        "acceptance_rate": stats["accept_prob"].astype(float),
+        "step_size": stats["step_size"].astype(float),
     }
     var_names = list(law.param_names) + ["sigma"]
     diagnostics = diagnose(posterior, sample_stats, var_names, max_tree_depth)
@@ -162,7 +150,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
 
     settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed,
                 "target_accept": target_accept, "dense_mass": dense_mass,
-                "max_tree_depth": max_tree_depth, "chain_method": method,
+                "max_tree_depth": max_tree_depth, "chain_method": method, "sampler": "bayescale.nuts",
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
     grads = int(steps.sum())
     timings = {"init_s": t_init, "mcmc_s": t_mcmc, "compile_s": compile_s,

@@ -17,49 +17,29 @@ import warnings
 
 import numpy as np
 from scipy.optimize import least_squares
-from scipy.special import expit, logit
 
 from .cards import Law
 from .model import hat_name, scale_values
 from .noise import apply_link, link, noise_location
-from .priors import Prior
 
-__all__ = ["init_near", "quick_optimum"]
-
-
-def _to_constrained(prior: Prior, z):
-    lo, hi = prior.bounds
-    if math.isfinite(lo) and math.isfinite(hi):
-        return lo + (hi - lo) * expit(z)
-    if math.isfinite(lo):
-        return lo + np.exp(z)
-    return z
-
-
-def _to_unconstrained(prior: Prior, v):
-    lo, hi = prior.bounds
-    if math.isfinite(lo) and math.isfinite(hi):
-        return logit((v - lo) / (hi - lo))
-    if math.isfinite(lo):
-        return np.log(v - lo)
-    return v
+__all__ = ["quick_optimum"]
 
 
 def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: dict,
                   starts: int = 8, seed: int = 0) -> dict:
     """Initial values (constrained) for every latent site of the model."""
     params = law.params
-    z0 = np.array([_to_unconstrained(p.prior, p.prior.median()) for p in params], float)
+    z0 = np.array([p.prior.unconstrain(p.prior.median()) for p in params], float)
     raw = link(noise) == "identity"
     with np.errstate(all="ignore"):
         target = apply_link(noise, loss)[0] / (refs["loss_ref"] if raw else 1.0)
 
     def natural(z):
-        values = {p.name: _to_constrained(p.prior, zi) for p, zi in zip(params, z) if p.scale is None}
+        values = {p.name: p.prior.constrain(zi) for p, zi in zip(params, z) if p.scale is None}
         scales = scale_values(law, values, refs, xp="numpy")
         for p, zi in zip(params, z):
             if p.scale is not None:
-                values[p.name] = _to_constrained(p.prior, zi) * scales[p.name]
+                values[p.name] = p.prior.constrain(zi) * scales[p.name]
         return values
 
     def residuals(z):
@@ -87,7 +67,7 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
     out = {}
     for p, zi in zip(params, z):
         site = p.name if p.scale is None else hat_name(p.name)
-        out[site] = float(_to_constrained(p.prior, zi))
+        out[site] = float(p.prior.constrain(zi))
     resid = residuals(z)[: len(target)]
     spread = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
     lo, hi = law.sigma_prior.bounds
@@ -95,26 +75,3 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
                                  lo + 1e-6, hi if math.isfinite(hi) else np.inf))
     out["_natural"] = {k: float(v) for k, v in values.items()}
     return out
-
-
-def init_near(values: dict, radius: float = 0.1):
-    """A NumPyro init strategy: each latent site starts at ``values[site]``,
-    moved by Uniform(-radius, radius) in unconstrained space (so chains differ)."""
-    from functools import partial
-
-    from numpyro.distributions import Uniform
-    from numpyro.distributions.transforms import biject_to
-    from numpyro.infer.initialization import init_to_median
-
-    def strategy(site=None):
-        if site is None:
-            return partial(strategy)
-        if site["type"] == "sample" and not site["is_observed"] and site["name"] in values:
-            transform = biject_to(site["fn"].support)
-            u = transform.inv(values[site["name"]])
-            noise = Uniform(-radius, radius)(rng_key=site["kwargs"]["rng_key"],
-                                              sample_shape=np.shape(u))
-            return transform(u + noise)
-        return init_to_median(site)
-
-    return strategy

@@ -63,6 +63,34 @@ class Prior:
     def positive(self) -> bool:
         return self.bounds[0] >= 0
 
+    def constrain(self, z):
+        """Map unconstrained ``z`` (numpy) into the support: the bijection NumPyro's ``biject_to`` uses
+        (``lo + (hi - lo) * sigmoid(z)``, ``lo + exp(z)``, ``hi - exp(z)`` or the identity)."""
+        lo, hi = self.bounds
+        z = np.asarray(z, float)
+        if math.isfinite(lo) and math.isfinite(hi):
+            with np.errstate(over="ignore"):
+                return lo + (hi - lo) / (1.0 + np.exp(-z))
+        if math.isfinite(lo):
+            return lo + np.exp(z)
+        if math.isfinite(hi):
+            return hi - np.exp(z)
+        return z
+
+    def unconstrain(self, v):
+        """The inverse of :meth:`constrain`."""
+        lo, hi = self.bounds
+        v = np.asarray(v, float)
+        if math.isfinite(lo) and math.isfinite(hi):
+            u = (v - lo) / (hi - lo)
+            with np.errstate(divide="ignore"):
+                return np.log(u) - np.log1p(-u)
+        if math.isfinite(lo):
+            return np.log(v - lo)
+        if math.isfinite(hi):
+            return np.log(hi - v)
+        return v
+
     def dist(self):
         """The NumPyro distribution."""
         import numpyro.distributions as dist

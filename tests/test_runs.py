@@ -295,7 +295,7 @@ FIT_ERRORS = [
     ("warmup negative", dict(law="chinchilla", warmup=-1), BayescaleError, r"warmup must be an integer >= 10"),
     ("seed negative", dict(law="chinchilla", seed=-3), BayescaleError, r"seed must be an integer >= 0, got -3"),
     ("max_tree_depth", dict(law="chinchilla", max_tree_depth=1), BayescaleError,
-     r"max_tree_depth must be an integer >= 2"),
+     r"max_tree_depth must be an integer in 2..15"),
     ("target_accept 1", dict(law="chinchilla", target_accept=1.0), BayescaleError,
      r"target_accept must be in \(0, 1\), got 1\.0"),
     ("target_accept 0", dict(law="chinchilla", target_accept=0), BayescaleError,

@@ -1,0 +1,123 @@
+"""Run :mod:`bayescale.nuts` on a law's NumPyro model, several chains at once.
+
+The NumPyro model defines the density: ``numpyro.infer.util.potential_energy``
+gives the log joint in unconstrained coordinates (Jacobians included).  Start
+points go in and draws come out through the same bijections in numpy
+(:meth:`bayescale.priors.Prior.constrain`), so the compiled program holds the
+model's gradient once and nothing else of the model.  The program takes the
+data as arguments: it is built once per (law, noise model, data shape,
+settings) in a process (a small cache here) and found in JAX's persistent
+compilation cache by later processes.  Chains run in parallel over host
+devices (``pmap``) when there are enough, else vectorised (``vmap``).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+from .model import hat_name, scale_values
+from .nuts import sample_chain
+
+__all__ = ["latent_sites", "run_chains"]
+
+
+def latent_sites(law) -> dict:
+    """The model's sampled sites, in the order of the position vector: site name -> prior."""
+    sites = {(p.name if p.scale is None else hat_name(p.name)): p.prior for p in law.params}
+    sites["sigma"] = law.sigma_prior
+    return sites
+
+
+class _Progress:
+    """A one-line progress bar on stderr, fed by every chain's host callbacks."""
+
+    def __init__(self, chains: int, total: int):
+        self.done = [0] * chains
+        self.total = total
+        self.lock = threading.Lock()
+
+    def __call__(self, iteration, chain):
+        with self.lock:
+            self.done[int(chain)] = int(iteration)
+            least = min(self.done)
+            bar = "#" * int(30 * least / self.total)
+            sys.stderr.write(f"\rNUTS, {len(self.done)} chains [{bar:<30}] {least}/{self.total}")
+            if least >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+@lru_cache(maxsize=32)
+def _program(law, noise: str, chains: int, method: str, warmup: int, draws: int,
+             target_accept: float, max_depth: int, dense: bool, progress: bool):
+    import jax
+    from numpyro.infer.util import potential_energy
+
+    from .model import make_model
+
+    model = make_model(law, noise)
+    names = tuple(latent_sites(law))
+    bar = _Progress(chains, warmup + draws) if progress else None
+
+    def one_chain(key, chain, q0, inputs, refs, y):
+        def logp(q):
+            return -potential_energy(model, (inputs, refs), {"loss": y}, {n: q[i] for i, n in enumerate(names)})
+
+        report = None
+        if bar is not None:
+            def report(i):
+                jax.debug.callback(bar, i, chain)
+        return sample_chain(key, q0, jax.value_and_grad(logp), warmup=warmup, draws=draws,
+                            target_accept=target_accept, max_depth=max_depth, dense=dense, progress=report)
+
+    if method == "parallel":
+        return jax.pmap(one_chain, in_axes=(0, 0, 0, None, None, None))
+    return jax.jit(jax.vmap(one_chain, in_axes=(0, 0, 0, None, None, None)))
+
+
+def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
+    """Unconstrained positions (..., sites) -> every parameter's natural value and sigma."""
+    sites = latent_sites(law)
+    values = {name: prior.constrain(positions[..., i]) for i, (name, prior) in enumerate(sites.items())}
+    natural = {p.name: values[p.name] for p in law.params if p.scale is None}
+    with np.errstate(over="ignore", invalid="ignore"):
+        scales = scale_values(law, natural, refs, xp="numpy")
+    for p in law.params:
+        if p.scale is not None:
+            natural[p.name] = values[hat_name(p.name)] * scales[p.name]
+    natural["sigma"] = values["sigma"]
+    return {p.name: natural[p.name] for p in law.params} | {"sigma": natural["sigma"]}
+
+
+def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, chains: int, warmup: int,
+               draws: int, seed: int, target_accept: float, max_tree_depth: int, dense_mass: bool,
+               progress: bool, jitter: float = 0.1):
+    """Sample ``chains`` chains from ``start`` (constrained value per latent site).
+
+    Each chain starts at ``start`` moved by Uniform(-jitter, jitter) in
+    unconstrained coordinates.  Returns (posterior draws by parameter, sampler
+    statistics, chain method), numpy arrays of shape (chains, draws).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
+    program = _program(law, noise, chains, method, warmup, draws, float(target_accept),
+                       max_tree_depth, bool(dense_mass), bool(progress))
+    sites = latent_sites(law)
+    centre = np.array([float(prior.unconstrain(start[name])) for name, prior in sites.items()])
+    rng = np.random.default_rng([seed, 1])
+    q0 = centre + rng.uniform(-jitter, jitter, size=(chains, centre.size))
+    keys = jax.random.split(jax.random.PRNGKey(seed), chains)
+    f32 = jnp.float32
+    positions, stats, _, _ = program(keys, jnp.arange(chains), jnp.asarray(q0, f32),
+                                     {k: jnp.asarray(v, f32) for k, v in inputs.items()},
+                                     {k: jnp.asarray(v, f32) for k, v in refs.items()},
+                                     jnp.asarray(loss, f32))
+    positions = np.asarray(positions, float)
+    stats = {k: np.asarray(v) for k, v in stats.items()}
+    return constrained_draws(law, positions, refs), stats, method

@@ -1,0 +1,129 @@
+"""The NUTS kernel (bayescale.nuts) against targets with known answers.
+
+Tolerances: a posterior mean is off by its Monte Carlo standard error
+sd / sqrt(ESS); we allow 4 such errors (a false failure about 1 in 16,000 per
+check at a fixed seed, so the checks are not tuned to pass).  A variance estimate
+has relative standard error ~ sqrt(2 / ESS) for near-Gaussian draws; again 4x.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+
+from bayescale.diagnostics import ess_bulk, rank_rhat
+from bayescale.nuts import sample_chain, warmup_schedule
+from bayescale.priors import parse_prior
+
+
+def run(logp, d, chains=4, warmup=500, draws=1000, seed=0, dense=True, target_accept=0.8, max_depth=10):
+    grad = jax.value_and_grad(logp)
+
+    def one(key, q0):
+        return sample_chain(key, q0, grad, warmup=warmup, draws=draws, target_accept=target_accept,
+                            max_depth=max_depth, dense=dense)
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), chains)
+    q0 = jax.random.uniform(jax.random.PRNGKey(seed + 1), (chains, d), minval=-2, maxval=2)
+    positions, stats, step, minv = jax.jit(jax.vmap(one))(keys, q0)
+    return np.asarray(positions, float), {k: np.asarray(v) for k, v in stats.items()}, np.asarray(minv)
+
+
+def test_warmup_schedule_is_stans_for_1000_iterations():
+    collect, update = warmup_schedule(1000)
+    ends = np.flatnonzero(update) + 1
+    assert ends.tolist() == [100, 150, 250, 450, 950]        # 75 + 25, +50, +100, +200, +500
+    assert collect[:75].sum() == 0 and collect[75:950].all() and collect[950:].sum() == 0
+
+
+def test_warmup_schedule_short_and_tiny():
+    collect, update = warmup_schedule(100)                   # 15 / 75 / 10 split, as Stan does
+    assert np.flatnonzero(update).tolist() == [89] and collect[15:90].all() and not collect[:15].any()
+    collect, update = warmup_schedule(15)                    # too short for a metric: step size only
+    assert not collect.any() and not update.any()
+
+
+def test_correlated_badly_scaled_gaussian():
+    scales = np.array([1.0, 100.0, 0.01])
+    corr = np.array([[1.0, 0.9, -0.5], [0.9, 1.0, -0.3], [-0.5, -0.3, 1.0]])
+    cov = corr * np.outer(scales, scales)
+    mean = np.array([1.0, -50.0, 0.02])
+    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
+    mu = jnp.asarray(mean, jnp.float32)
+
+    def logp(q):
+        r = q - mu
+        return -0.5 * r @ prec @ r
+
+    pos, stats, minv = run(logp, 3)
+    assert stats["diverging"].sum() == 0
+    draws = pos.reshape(-1, 3)
+    for i in range(3):
+        x = pos[..., i]
+        ess = ess_bulk(x)
+        assert rank_rhat(x) < 1.01
+        assert ess > 1000
+        assert abs(draws[:, i].mean() - mean[i]) < 4 * scales[i] / math.sqrt(ess)
+        assert abs(draws[:, i].var() / scales[i] ** 2 - 1) < 4 * math.sqrt(2 / ess)
+    assert np.allclose(np.corrcoef(draws.T), corr, atol=0.06)
+    # the adapted dense metric is the posterior covariance (within 20%: 875 warm-up draws per chain)
+    assert np.allclose(np.sqrt(np.diagonal(minv, axis1=1, axis2=2)) / scales, 1, atol=0.2)
+    assert 0.7 < stats["accept_prob"].mean() < 0.99
+
+
+def test_skewed_target_matches_its_quantiles():
+    # log of a Gamma(2, 1) variable: density exp(2z - exp(z))
+    def logp(q):
+        return 2 * q[0] - jnp.exp(q[0])
+
+    pos, stats, _ = run(logp, 1, dense=False)
+    x = np.exp(pos[..., 0])
+    ess = ess_bulk(pos[..., 0])
+    probs = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    # Gamma(2, 1) CDF: 1 - (1 + x) e^-x; the empirical CDF at the true quantiles
+    true_q = np.array([0.35536, 0.96128, 1.67835, 2.69263, 4.74386])
+    empirical = np.array([(x <= q).mean() for q in true_q])
+    assert np.allclose(1 - (1 + true_q) * np.exp(-true_q), probs, atol=1e-4)
+    assert np.all(np.abs(empirical - probs) < 4 * np.sqrt(probs * (1 - probs) / ess))
+
+
+def test_tree_depth_is_capped_and_reported():
+    # a badly scaled Gaussian without metric adaptation (warm-up too short) needs long trajectories
+    def logp(q):
+        return -0.5 * (q[0] ** 2 + (q[1] / 1000.0) ** 2)
+
+    _, stats, _ = run(logp, 2, warmup=15, draws=50, max_depth=3)
+    assert stats["tree_depth"].max() == 3
+    assert stats["n_steps"].max() <= 2 ** 3
+
+
+def test_same_seed_same_draws_other_seed_other_draws():
+    def logp(q):
+        return -0.5 * jnp.sum(q ** 2)
+
+    a, _, _ = run(logp, 2, chains=2, warmup=50, draws=50, seed=3)
+    b, _, _ = run(logp, 2, chains=2, warmup=50, draws=50, seed=3)
+    c, _, _ = run(logp, 2, chains=2, warmup=50, draws=50, seed=4)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("text, support", [
+    ("Uniform(0.05, 1)", constraints.interval(0.05, 1.0)),
+    ("HalfNormal(0.1)", constraints.positive),
+    ("LogNormal(0, 1)", constraints.positive),
+    ("Beta(2, 3)", constraints.unit_interval),
+    ("Normal(0, 1)", constraints.real),
+    ("TruncatedNormal(0, 1, 0.5, 3)", constraints.interval(0.5, 3.0)),
+])
+def test_numpy_bijections_match_numpyros(text, support):
+    prior = parse_prior(text)
+    z = np.linspace(-4, 4, 17)
+    expected = np.asarray(biject_to(support)(jnp.asarray(z, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)))
+    assert np.allclose(prior.constrain(z), expected, rtol=1e-5, atol=1e-6)
+    assert np.allclose(prior.unconstrain(prior.constrain(z)), z, atol=1e-6)
+    assert np.allclose(biject_to(prior.dist().support)(jnp.asarray(z, jnp.float32)), expected, rtol=1e-5)

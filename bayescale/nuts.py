@@ -73,6 +73,11 @@ def warmup_schedule(warmup: int, init_buffer: int = 75, term_buffer: int = 50,
     return collect, update
 
 
+def _open_uniforms(bits, dtype):
+    """Uniforms on the open interval (0, 1) from 32 random bits each (24 bits of resolution)."""
+    return ((bits >> 8).astype(dtype) + 0.5) * (2.0 ** -24)
+
+
 def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: int, evaluate, search):
     """One iteration from position ``q``: optionally evaluate it, optionally search a step size, then NUTS.
 
@@ -82,6 +87,7 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
     import jax.numpy as jnp
     from jax import lax
     from jax.scipy.linalg import solve_triangular
+    from jax.scipy.special import ndtri
 
     d = q.shape[0]
     dtype = q.dtype
@@ -89,14 +95,16 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
     ks = jnp.arange(max_depth + 1)
     log_08 = jnp.log(jnp.asarray(0.8, dtype))
     zero = jnp.asarray(0.0, dtype)
-    # every random number the iteration can need, drawn up front
-    k_p, k_s, k_leaf, k_merge, k_dir = jax.random.split(key, 5)
-    normals = jax.random.normal(k_p, (2, d), dtype)
+    # every random number the iteration can need, from one call of the generator (each call of
+    # jax.random adds a copy of the Threefry hash to the program, and compile time with it)
+    u = _open_uniforms(jax.random.bits(key, (2 * d + 2 ** max_depth + 2 * (max_depth + 1),), jnp.uint32), dtype)
+    normals = ndtri(u[: 2 * d]).reshape(2, d)
     # p ~ N(0, M), M = minv^-1 = L^-T L^-1 where minv = L L^T
     p_nuts, p_search = solve_triangular(chol.T, normals.T, lower=False).T
-    log_u_leaf = jnp.log(jax.random.uniform(k_leaf, (2 ** max_depth,), dtype))
-    log_u_merge = jnp.log(jax.random.uniform(k_merge, (max_depth + 1,), dtype))
-    forward_at = jax.random.bernoulli(k_dir, shape=(max_depth + 1,))
+    u = u[2 * d:]
+    log_u_leaf = jnp.log(u[: 2 ** max_depth])
+    log_u_merge = jnp.log(u[2 ** max_depth: 2 ** max_depth + max_depth + 1])
+    forward_at = u[2 ** max_depth + max_depth + 1:] < 0.5
 
     def kinetic(p):
         return 0.5 * p @ (minv @ p)
@@ -217,7 +225,7 @@ def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, targe
     dtype = q0.dtype
     collect_w, update_w = warmup_schedule(warmup)
     total = warmup + draws
-    xs = (jnp.arange(total), jnp.asarray(np.concatenate([collect_w, np.zeros(draws, bool)])),
+    xs = (jnp.arange(total), jax.random.split(key, total), jnp.asarray(np.concatenate([collect_w, np.zeros(draws, bool)])),
           jnp.asarray(np.concatenate([update_w, np.zeros(draws, bool)])), jnp.arange(total) < warmup)
     eye = jnp.eye(d, dtype=dtype)
     gamma, t0, kappa = 0.05, 10.0, 0.75
@@ -227,9 +235,8 @@ def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, targe
         return {"log_eps": jnp.log(eps), "log_eps_bar": zero, "h_bar": zero, "mu": jnp.log(10.0 * eps), "t": zero}
 
     def step(carry, x):
-        i, collect, update, adapt = x
-        q, lp, g, da, welford, minv, chol, key, search = carry
-        key, k_step = jax.random.split(key)
+        i, k_step, collect, update, adapt = x
+        q, lp, g, da, welford, minv, chol, search = carry
         eps = jnp.exp(jnp.where(adapt, da["log_eps"], da["log_eps_bar"]))
         (q, lp, g), eps_used, stats = _transition(k_step, q, lp, g, eps, minv, chol, logp_grad, max_depth,
                                                   evaluate=i == 0, search=search)
@@ -260,11 +267,11 @@ def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, targe
         if progress is not None:
             lax.cond(((i + 1) % 50 == 0) | (i + 1 == total), progress, lambda j: None, i + 1)
         stats = {**stats, "step_size": eps_used}
-        return (q, lp, g, da, welford, minv, chol, key, update), (q, stats)
+        return (q, lp, g, da, welford, minv, chol, update), (q, stats)
 
     welford0 = (zero, jnp.zeros(d, dtype), jnp.zeros((d, d), dtype))
-    carry = (q0, zero, jnp.zeros(d, dtype), da_restart(jnp.asarray(1.0, dtype)), welford0, eye, eye, key,
+    carry = (q0, zero, jnp.zeros(d, dtype), da_restart(jnp.asarray(1.0, dtype)), welford0, eye, eye,
              jnp.bool_(True))
     carry, (positions, stats) = lax.scan(step, carry, xs)
-    _, _, _, da, _, minv, _, _, _ = carry
+    _, _, _, da, _, minv, _, _ = carry
     return positions[warmup:], jax.tree.map(lambda a: a[warmup:], stats), jnp.exp(da["log_eps_bar"]), minv

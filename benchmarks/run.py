@@ -54,7 +54,8 @@ def bench_fit(baseline_runs: int = 1) -> dict:
         cmd = [bayescale, "fit", str(runs), "--law", "chinchilla", "--json", "--no-progress"]
         cold_wall, cold = _run(cmd, {"BAYESCALE_CACHE_DIR": str(cache)})
         warm_wall, warm = _run(cmd, {"BAYESCALE_CACHE_DIR": str(cache)})
-    base = [sys.executable, str(HERE / "baselines.py")]
+        base = [sys.executable, str(HERE / "baselines.py")]
+        numpyro_wall, numpyro = _run(base + ["numpyro"], {"BAYESCALE_CACHE_DIR": str(Path(tmp) / "cache-numpyro")})
     epoch = [_run(base + ["epoch"]) for _ in range(baseline_runs)]
     naive = [_run(base + ["naive"]) for _ in range(baseline_runs)]
     epoch_wall = min(w for w, _ in epoch)
@@ -74,12 +75,15 @@ def bench_fit(baseline_runs: int = 1) -> dict:
         "bayescale_cold": describe(cold, cold_wall),
         "bayescale_warm": describe(warm, warm_wall),
         "epoch_bootstrap": {"wall_s": epoch_wall, **{k: epoch[0][1][k] for k in ("grid_s", "boot_s")}},
+        "numpyro_same_model": {"wall_s": numpyro_wall, **{k: numpyro[k] for k in (
+            "mcmc_s", "gradients_sampling", "min_ess_bulk", "max_rhat", "divergences")}},
         "naive_nuts": {"wall_s": naive_wall, **{k: v for k, v in naive[0][1].items()
                                                 if k in ("gradients", "ess_bulk_min", "r_hat_max", "divergences")}},
     }
     out["ratios"] = {"cold_vs_epoch_bootstrap": cold_wall / epoch_wall,
                      "cold_vs_naive_nuts": cold_wall / naive_wall,
-                     "warm_vs_cold": warm_wall / cold_wall}
+                     "warm_vs_cold": warm_wall / cold_wall,
+                     "cold_vs_numpyro_same_model": cold_wall / numpyro_wall}
     out["targets"] = {"cold_vs_epoch_bootstrap": 0.15, "cold_vs_naive_nuts": 0.15, "warm_vs_cold": 0.5}
     return out
 
@@ -137,9 +141,11 @@ def main(argv=None) -> int:
               f"{c['r_hat_max']:.4f}, {c['divergences']} divergences)")
         print(f"bayescale fit, warm cache: {w['wall_s']:.1f} s (compile {w['compile_s']:.1f} s)")
         print(f"Epoch-style bootstrap baseline: {r['epoch_bootstrap']['wall_s']:.1f} s; naive NUTS "
-              f"baseline: {r['naive_nuts']['wall_s']:.1f} s")
+              f"baseline: {r['naive_nuts']['wall_s']:.1f} s; the same model with NumPyro's NUTS: "
+              f"{r['numpyro_same_model']['wall_s']:.1f} s (cold cache)")
         for k, v in r["ratios"].items():
-            print(f"  {k}: {v:.3f} (target <= {r['targets'][k]})")
+            target = f" (target <= {r['targets'][k]})" if k in r["targets"] else ""
+            print(f"  {k}: {v:.3f}{target}")
     if args.which in ("all", "optimal"):
         r = results["optimal"] = bench_optimal()
         print(f"optimal(): {r['draws']} draws x {r['budgets']} budgets: {r['after_compile_s_median']:.3f} s "

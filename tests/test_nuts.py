@@ -70,8 +70,10 @@ def test_correlated_badly_scaled_gaussian():
         assert abs(draws[:, i].mean() - mean[i]) < 4 * scales[i] / math.sqrt(ess)
         assert abs(draws[:, i].var() / scales[i] ** 2 - 1) < 4 * math.sqrt(2 / ess)
     assert np.allclose(np.corrcoef(draws.T), corr, atol=0.06)
-    # the adapted dense metric is the posterior covariance (within 20%: 875 warm-up draws per chain)
-    assert np.allclose(np.sqrt(np.diagonal(minv, axis1=1, axis2=2)) / scales, 1, atol=0.2)
+    # the adapted metric estimates the posterior covariance: its last window (warm-up 500) holds
+    # 200 draws, so a standard deviation has a relative standard error of about 1 / sqrt(2 * 150)
+    # = 6% (ESS ~150); 30% is 5 such errors, and a wrong metric (identity) would be off by 100x
+    assert np.allclose(np.sqrt(np.diagonal(minv, axis1=1, axis2=2)) / scales, 1, atol=0.3)
     assert 0.7 < stats["accept_prob"].mean() < 0.99
 
 

@@ -1,7 +1,7 @@
 """Fit a law to runs with NUTS.
 
 Defaults that just work: 4 chains run in parallel over host CPU devices
-(vectorised when fewer devices exist), 1000 warm-up + 1000 draws each, a dense
+(several chains per device in turn when there are fewer devices than chains), 1000 warm-up + 1000 draws each, a dense
 mass matrix, every chain started near a quick robust optimum (see
 :mod:`bayescale.init`), a progress bar when stderr is a terminal.  The same
 seed gives bit-identical draws.  The sampler is :mod:`bayescale.nuts` (Stan's

@@ -106,24 +106,29 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
     log_u_merge = jnp.log(u[2 ** max_depth: 2 ** max_depth + max_depth + 1])
     forward_at = u[2 ** max_depth + max_depth + 1:] < 0.5
 
+    def velocity(p):
+        # minv @ p as a fused multiply-and-sum: tiny matrix products are slower as library calls
+        return (minv * p[None, :]).sum(1)
+
     def kinetic(p):
-        return 0.5 * p @ (minv @ p)
+        return 0.5 * (p * velocity(p)).sum()
 
     def fresh_subtree(c):
         zeros = jnp.zeros((max_depth + 1, d), dtype)
         return {"n": jnp.int32(0), "log_w": jnp.asarray(-jnp.inf, dtype), "rho": jnp.zeros(d, dtype),
-                "start_p": zeros, "rho_before": zeros, "prop": c["prop"]}
+                "start_v": zeros, "rho_before": zeros, "prop": c["prop"]}
 
     def enter_nuts(c):
         """Start the trajectory at the chain's state."""
-        edge = (c["q"], p_nuts, c["g"])
-        c = {**c, "mode": jnp.int32(_NUTS), "h0": -c["lp"] + kinetic(p_nuts), "left": edge, "right": edge,
+        v0 = velocity(p_nuts)
+        edge = (c["q"], p_nuts, c["g"], v0)
+        c = {**c, "mode": jnp.int32(_NUTS), "h0": -c["lp"] + 0.5 * (p_nuts * v0).sum(), "left": edge, "right": edge,
              "prop": (c["q"], p_nuts, c["g"], c["lp"]), "log_w": zero, "rho": p_nuts,
              "depth": jnp.int32(0), "forward": forward_at[0]}
         return {**c, "sub": fresh_subtree(c)}
 
     def evaluate_branch(c, leaf):
-        q1, _, g1, lp1, _ = leaf
+        q1, _, g1, lp1, _, _ = leaf
         c = {**c, "q": q1, "lp": lp1, "g": g1, "h0": -lp1 + kinetic(p_search), "mode": jnp.int32(_SEARCH)}
         return lax.cond(c["search"], lambda c: c, enter_nuts, c)
 
@@ -139,7 +144,7 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
         return lax.cond(done, enter_nuts, lambda c: c, c)
 
     def nuts_branch(c, leaf):
-        q1, p1, g1, lp1, delta = leaf
+        q1, p1, g1, lp1, delta, v1 = leaf
         s = c["sub"]
         n, depth = s["n"], c["depth"]
         diverging = delta > _MAX_ENERGY_ERROR
@@ -147,14 +152,14 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
         pick = log_u_leaf[n] < -delta - new_log_w       # progressive uniform sampling in the subtree
         rho = s["rho"] + p1
         starts = (n % pow2) == 0                          # a span of size 2**k starts at leaf n
-        start_p = jnp.where(starts[:, None], p1, s["start_p"])
+        start_v = jnp.where(starts[:, None], v1, s["start_v"])
         rho_before = jnp.where(starts[:, None], s["rho"], s["rho_before"])
         ends = (ks >= 1) & (ks <= depth) & (((n + 1) % pow2) == 0)   # spans of size 2**k ending at n
         span = rho - rho_before
-        turn_k = (((start_p @ minv) * span).sum(1) <= 0) | (span @ (minv @ p1) <= 0)
+        turn_k = ((start_v * span).sum(1) <= 0) | ((span * v1[None, :]).sum(1) <= 0)
         turning = jnp.any(ends & turn_k)
-        edge = (q1, p1, g1)
-        c = {**c, "sub": {"n": n + 1, "log_w": new_log_w, "rho": rho, "start_p": start_p, "rho_before": rho_before,
+        edge = (q1, p1, g1, v1)
+        c = {**c, "sub": {"n": n + 1, "log_w": new_log_w, "rho": rho, "start_v": start_v, "rho_before": rho_before,
                           "prop": jax.tree.map(lambda a, b: jnp.where(pick, a, b), (q1, p1, g1, lp1), s["prop"])},
              "right": jax.tree.map(lambda a, b: jnp.where(c["forward"], a, b), edge, c["right"]),
              "left": jax.tree.map(lambda a, b: jnp.where(c["forward"], b, a), edge, c["left"]),
@@ -167,7 +172,7 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
             sub = c["sub"]
             take = ~invalid & (log_u_merge[depth] < sub["log_w"] - c["log_w"])   # biased progressive sampling
             rho = c["rho"] + sub["rho"]
-            turns = ((minv @ c["left"][1]) @ rho <= 0) | ((minv @ c["right"][1]) @ rho <= 0)
+            turns = ((c["left"][3] * rho).sum() <= 0) | ((c["right"][3] * rho).sum() <= 0)
             stop = invalid | turns | (depth + 1 >= max_depth)
             c = {**c, "prop": jax.tree.map(lambda a, b: jnp.where(take, a, b), sub["prop"], c["prop"]),
                  "log_w": jnp.where(invalid, c["log_w"], jnp.logaddexp(c["log_w"], sub["log_w"])),
@@ -188,12 +193,13 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
                          jnp.where(mode == _SEARCH, c["eps_try"], zero))
         # the one leapfrog step of the program (a plain evaluation of the density when step == 0)
         p1 = x_p + 0.5 * step * x_g
-        q1 = x_q + step * (minv @ p1)
+        q1 = x_q + step * velocity(p1)
         lp1, g1 = logp_grad(q1)
         p1 = p1 + 0.5 * step * g1
-        h1 = -lp1 + kinetic(p1)
+        v1 = velocity(p1)
+        h1 = -lp1 + 0.5 * (p1 * v1).sum()
         delta = jnp.where(jnp.isnan(h1), jnp.inf, h1 - c["h0"])
-        return lax.switch(mode, [evaluate_branch, search_branch, nuts_branch], c, (q1, p1, g1, lp1, delta))
+        return lax.switch(mode, [evaluate_branch, search_branch, nuts_branch], c, (q1, p1, g1, lp1, delta, v1))
 
     start = {"q": q, "lp": lp, "g": g, "eps": eps, "eps_try": eps, "search": search,
              "search_up": jnp.bool_(True), "n_search": jnp.int32(0),

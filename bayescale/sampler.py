@@ -8,7 +8,9 @@ model's gradient once and nothing else of the model.  The program takes the
 data as arguments: it is built once per (law, noise model, data shape,
 settings) in a process (a small cache here) and found in JAX's persistent
 compilation cache by later processes.  Chains run in parallel over host
-devices (``pmap``) when there are enough, else vectorised (``vmap``).
+devices (``pmap``); with more chains than devices, each device runs its share
+of the chains one after another (``lax.map``; ``vmap`` would run their
+trajectories in lockstep and evaluate every branch of the sampler).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class _Progress:
 
 
 @lru_cache(maxsize=32)
-def _program(law, noise: str, chains: int, method: str, warmup: int, draws: int,
+def _program(law, noise: str, chains: int, warmup: int, draws: int,
              target_accept: float, max_depth: int, dense: bool, progress: bool):
     import jax
     from numpyro.infer.util import potential_energy
@@ -74,9 +76,11 @@ def _program(law, noise: str, chains: int, method: str, warmup: int, draws: int,
         return sample_chain(key, q0, jax.value_and_grad(logp), warmup=warmup, draws=draws,
                             target_accept=target_accept, max_depth=max_depth, dense=dense, progress=report)
 
-    if method == "parallel":
-        return jax.pmap(one_chain, in_axes=(0, 0, 0, None, None, None))
-    return jax.jit(jax.vmap(one_chain, in_axes=(0, 0, 0, None, None, None)))
+    def chains_of_one_device(keys, chain_ids, q0s, inputs, refs, y):
+        # lax.map, not vmap: vmapped while-loops run in lockstep and turn every branch into a select
+        return jax.lax.map(lambda a: one_chain(*a, inputs, refs, y), (keys, chain_ids, q0s))
+
+    return jax.pmap(chains_of_one_device, in_axes=(0, 0, 0, None, None, None))
 
 
 def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
@@ -105,8 +109,10 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     import jax
     import jax.numpy as jnp
 
-    method = "parallel" if jax.local_device_count() >= chains > 1 else "vectorized"
-    program = _program(law, noise, chains, method, warmup, draws, float(target_accept),
+    # chains in groups: one group per host device, in parallel; a group's chains one after another
+    groups = max(k for k in range(1, min(chains, jax.local_device_count()) + 1) if chains % k == 0)
+    method = f"parallel over {groups} devices" + ("" if groups == chains else f", {chains // groups} chains each in turn")
+    program = _program(law, noise, chains, warmup, draws, float(target_accept),
                        max_tree_depth, bool(dense_mass), bool(progress))
     sites = latent_sites(law)
     centre = np.array([float(prior.unconstrain(start[name])) for name, prior in sites.items()])
@@ -114,10 +120,13 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     q0 = centre + rng.uniform(-jitter, jitter, size=(chains, centre.size))
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
     f32 = jnp.float32
-    positions, stats, _, _ = program(keys, jnp.arange(chains), jnp.asarray(q0, f32),
+    per_group = (groups, chains // groups)
+    positions, stats, _, _ = program(keys.reshape(per_group + keys.shape[1:]),
+                                     jnp.arange(chains).reshape(per_group),
+                                     jnp.asarray(q0, f32).reshape(per_group + (-1,)),
                                      {k: jnp.asarray(v, f32) for k, v in inputs.items()},
                                      {k: jnp.asarray(v, f32) for k, v in refs.items()},
                                      jnp.asarray(loss, f32))
-    positions = np.asarray(positions, float)
-    stats = {k: np.asarray(v) for k, v in stats.items()}
+    positions = np.asarray(positions, float).reshape((chains,) + positions.shape[2:])
+    stats = {k: np.asarray(v).reshape((chains,) + v.shape[2:]) for k, v in stats.items()}
     return constrained_draws(law, positions, refs), stats, method

@@ -67,11 +67,18 @@ def _split(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :half], x[:, x.shape[1] - half:]], axis=0)
 
 
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of the flattened ``x``, ties sharing their average rank (scipy's
+    ``rankdata(method="average")``, without importing scipy.stats: ~0.4 s)."""
+    values, inverse, counts = np.unique(x.ravel(), return_inverse=True, return_counts=True)
+    before = np.cumsum(counts) - counts
+    return (before + (counts + 1) / 2.0)[inverse.ravel()]
+
+
 def _z(x: np.ndarray) -> np.ndarray:
     from scipy.special import ndtri
-    from scipy.stats import rankdata
 
-    ranks = rankdata(x, method="average").reshape(x.shape)
+    ranks = _average_ranks(x).reshape(x.shape)
     return ndtri((ranks - 0.375) / (x.size + 0.25))
 
 

@@ -46,3 +46,13 @@ def test_gate_trips_on_each_problem():
     d = diagnose(good, saturated, ["a"], 10)
     assert "tree depth 10 reached in 4000 of 4000 draws" in d.problems[0]
     assert GATE["r_hat_max"] == 1.01
+
+
+def test_average_ranks_match_scipy_including_ties():
+    from scipy.stats import rankdata
+
+    from bayescale.diagnostics import _average_ranks
+
+    rng = np.random.default_rng(0)
+    for x in (rng.normal(size=(4, 100)), rng.integers(0, 5, size=(4, 50)).astype(float), np.ones((2, 3))):
+        assert np.array_equal(_average_ranks(x), rankdata(x, method="average"))

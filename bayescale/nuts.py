@@ -81,7 +81,11 @@ def _open_uniforms(bits, dtype):
 def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: int, evaluate, search):
     """One iteration from position ``q``: optionally evaluate it, optionally search a step size, then NUTS.
 
-    Returns the new (q, lp, g), the step size used, and the iteration's statistics.
+    Two nested loops: the inner one (:func:`integrate`) takes leapfrog steps and does the
+    per-leaf bookkeeping of one subtree on a small, packed state -- it holds the program's
+    only gradient; the outer one runs once per subtree (or per evaluation / step-size
+    trial) and does the rest.  Returns the new (q, lp, g), the step size used, and the
+    iteration's statistics.
     """
     import jax
     import jax.numpy as jnp
@@ -110,30 +114,60 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
         # minv @ p as a fused multiply-and-sum: tiny matrix products are slower as library calls
         return (minv * p[None, :]).sum(1)
 
-    def kinetic(p):
-        return 0.5 * (p * velocity(p)).sum()
+    def point(q_, p_, g_):
+        """A phase-space point packed as rows (q, p, grad log density, velocity)."""
+        return jnp.stack([q_, p_, g_, velocity(p_)])
 
-    def fresh_subtree(c):
+    def integrate(edge, step, size, depth, h0):
+        """Up to ``size`` leapfrog steps from ``edge``: one subtree, stopped early if it turns or diverges."""
+        def cond(c):
+            return (c["n"] < size) & ~c["stop"]
+
+        def body(c):
+            n = c["n"]
+            p_half = c["edge"][1] + 0.5 * step * c["edge"][2]
+            q1 = c["edge"][0] + step * velocity(p_half)
+            lp1, g1 = logp_grad(q1)
+            new = point(q1, p_half + 0.5 * step * g1, g1)
+            h = -lp1 + 0.5 * (new[1] * new[3]).sum()
+            delta = jnp.where(jnp.isnan(h), jnp.inf, h - h0)
+            log_w = jnp.logaddexp(c["log_w"], -delta)
+            pick = log_u_leaf[n] < -delta - log_w          # progressive uniform sampling in the subtree
+            rho = c["rho"] + new[1]
+            starts = (n % pow2) == 0                         # a span of size 2**k starts at leaf n
+            start_v = jnp.where(starts[:, None], new[3], c["start_v"])
+            rho_before = jnp.where(starts[:, None], c["rho"], c["rho_before"])
+            ends = (ks >= 1) & (ks <= depth) & (((n + 1) % pow2) == 0)   # spans of size 2**k ending at n
+            span = rho - rho_before
+            turning = jnp.any(ends & (((start_v * span).sum(1) <= 0) | ((span * new[3]).sum(1) <= 0)))
+            diverging = delta > _MAX_ENERGY_ERROR
+            return {"n": n + 1, "edge": new, "log_w": log_w, "rho": rho, "start_v": start_v,
+                    "rho_before": rho_before, "prop": jnp.where(pick, new, c["prop"]),
+                    "prop_lp": jnp.where(pick, lp1, c["prop_lp"]), "lp": lp1, "delta": delta,
+                    "sum_accept": c["sum_accept"] + jnp.where(diverging, 0.0, jnp.minimum(1.0, jnp.exp(-delta))),
+                    "turning": turning, "diverging": diverging, "stop": turning | diverging}
+
         zeros = jnp.zeros((max_depth + 1, d), dtype)
-        return {"n": jnp.int32(0), "log_w": jnp.asarray(-jnp.inf, dtype), "rho": jnp.zeros(d, dtype),
-                "start_v": zeros, "rho_before": zeros, "prop": c["prop"]}
+        init = {"n": jnp.int32(0), "edge": edge, "log_w": jnp.asarray(-jnp.inf, dtype), "rho": jnp.zeros(d, dtype),
+                "start_v": zeros, "rho_before": zeros, "prop": edge, "prop_lp": zero, "lp": zero, "delta": zero,
+                "sum_accept": zero, "turning": jnp.bool_(False), "diverging": jnp.bool_(False),
+                "stop": jnp.bool_(False)}
+        return lax.while_loop(cond, body, init)
 
     def enter_nuts(c):
         """Start the trajectory at the chain's state."""
-        v0 = velocity(p_nuts)
-        edge = (c["q"], p_nuts, c["g"], v0)
-        c = {**c, "mode": jnp.int32(_NUTS), "h0": -c["lp"] + 0.5 * (p_nuts * v0).sum(), "left": edge, "right": edge,
-             "prop": (c["q"], p_nuts, c["g"], c["lp"]), "log_w": zero, "rho": p_nuts,
-             "depth": jnp.int32(0), "forward": forward_at[0]}
-        return {**c, "sub": fresh_subtree(c)}
+        start = point(c["q"], p_nuts, c["g"])
+        return {**c, "mode": jnp.int32(_NUTS), "h0": -c["lp"] + 0.5 * (p_nuts * start[3]).sum(),
+                "edges": jnp.stack([start, start]), "prop": start, "prop_lp": c["lp"], "log_w": zero,
+                "rho": p_nuts, "depth": jnp.int32(0)}
 
-    def evaluate_branch(c, leaf):
-        q1, _, g1, lp1, _, _ = leaf
-        c = {**c, "q": q1, "lp": lp1, "g": g1, "h0": -lp1 + kinetic(p_search), "mode": jnp.int32(_SEARCH)}
+    def evaluate_branch(c, sub):
+        c = {**c, "q": sub["edge"][0], "lp": sub["lp"], "g": sub["edge"][2], "mode": jnp.int32(_SEARCH)}
+        c["h0"] = -c["lp"] + 0.5 * (p_search * velocity(p_search)).sum()
         return lax.cond(c["search"], lambda c: c, enter_nuts, c)
 
-    def search_branch(c, leaf):
-        log_accept = -leaf[4]
+    def search_branch(c, sub):
+        log_accept = -sub["delta"]
         first = c["n_search"] == 0
         up = jnp.where(first, log_accept > log_08, c["search_up"])
         crossed = ~first & jnp.where(up, log_accept <= log_08, log_accept >= log_08)
@@ -143,75 +177,48 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
              "eps_try": jnp.where(done, c["eps_try"], c["eps_try"] * jnp.where(up, 2.0, 0.5).astype(dtype))}
         return lax.cond(done, enter_nuts, lambda c: c, c)
 
-    def nuts_branch(c, leaf):
-        q1, p1, g1, lp1, delta, v1 = leaf
-        s = c["sub"]
-        n, depth = s["n"], c["depth"]
-        diverging = delta > _MAX_ENERGY_ERROR
-        new_log_w = jnp.logaddexp(s["log_w"], -delta)
-        pick = log_u_leaf[n] < -delta - new_log_w       # progressive uniform sampling in the subtree
-        rho = s["rho"] + p1
-        starts = (n % pow2) == 0                          # a span of size 2**k starts at leaf n
-        start_v = jnp.where(starts[:, None], v1, s["start_v"])
-        rho_before = jnp.where(starts[:, None], s["rho"], s["rho_before"])
-        ends = (ks >= 1) & (ks <= depth) & (((n + 1) % pow2) == 0)   # spans of size 2**k ending at n
-        span = rho - rho_before
-        turn_k = ((start_v * span).sum(1) <= 0) | ((span * v1[None, :]).sum(1) <= 0)
-        turning = jnp.any(ends & turn_k)
-        edge = (q1, p1, g1, v1)
-        c = {**c, "sub": {"n": n + 1, "log_w": new_log_w, "rho": rho, "start_v": start_v, "rho_before": rho_before,
-                          "prop": jax.tree.map(lambda a, b: jnp.where(pick, a, b), (q1, p1, g1, lp1), s["prop"])},
-             "right": jax.tree.map(lambda a, b: jnp.where(c["forward"], a, b), edge, c["right"]),
-             "left": jax.tree.map(lambda a, b: jnp.where(c["forward"], b, a), edge, c["left"]),
-             "n_steps": c["n_steps"] + 1, "diverging": c["diverging"] | diverging,
-             "sum_accept": c["sum_accept"] + jnp.where(diverging, 0.0, jnp.minimum(1.0, jnp.exp(-delta)))}
-        invalid = turning | diverging
-
-        def merge(c):
-            """The subtree is complete (or turned, or diverged): fold it into the trajectory."""
-            sub = c["sub"]
-            take = ~invalid & (log_u_merge[depth] < sub["log_w"] - c["log_w"])   # biased progressive sampling
-            rho = c["rho"] + sub["rho"]
-            turns = ((c["left"][3] * rho).sum() <= 0) | ((c["right"][3] * rho).sum() <= 0)
-            stop = invalid | turns | (depth + 1 >= max_depth)
-            c = {**c, "prop": jax.tree.map(lambda a, b: jnp.where(take, a, b), sub["prop"], c["prop"]),
-                 "log_w": jnp.where(invalid, c["log_w"], jnp.logaddexp(c["log_w"], sub["log_w"])),
-                 "rho": rho, "depth": depth + 1, "forward": forward_at[depth + 1],
-                 "mode": jnp.where(stop, _DONE, _NUTS).astype(jnp.int32)}
-            return {**c, "sub": fresh_subtree(c)}
-
-        return lax.cond((n + 1 == pow2[depth]) | invalid, merge, lambda c: c, c)
+    def nuts_branch(c, sub):
+        """Fold a finished subtree into the trajectory (biased progressive sampling) and check the U-turn."""
+        depth, forward = c["depth"], forward_at[c["depth"]]
+        invalid = sub["turning"] | sub["diverging"]
+        edges = jnp.where((jnp.arange(2) == forward.astype(jnp.int32))[:, None, None], sub["edge"][None], c["edges"])
+        take = ~invalid & (log_u_merge[depth] < sub["log_w"] - c["log_w"])
+        rho = c["rho"] + sub["rho"]
+        turns = ((edges[0, 3] * rho).sum() <= 0) | ((edges[1, 3] * rho).sum() <= 0)
+        stop = invalid | turns | (depth + 1 >= max_depth)
+        return {**c, "edges": edges, "prop": jnp.where(take, sub["prop"], c["prop"]),
+                "prop_lp": jnp.where(take, sub["prop_lp"], c["prop_lp"]),
+                "log_w": jnp.where(invalid, c["log_w"], jnp.logaddexp(c["log_w"], sub["log_w"])),
+                "rho": rho, "depth": depth + 1, "mode": jnp.where(stop, _DONE, _NUTS).astype(jnp.int32),
+                "n_steps": c["n_steps"] + sub["n"], "sum_accept": c["sum_accept"] + sub["sum_accept"],
+                "diverging": c["diverging"] | sub["diverging"]}
 
     def body(c):
         mode = c["mode"]
         in_nuts = mode == _NUTS
-        edge = jax.tree.map(lambda r, l: jnp.where(c["forward"], r, l), c["right"], c["left"])
-        x_q = jnp.where(in_nuts, edge[0], c["q"])
-        x_p = jnp.where(in_nuts, edge[1], jnp.where(mode == _SEARCH, p_search, 0.0))
-        x_g = jnp.where(in_nuts, edge[2], c["g"])
-        step = jnp.where(in_nuts, jnp.where(c["forward"], c["eps"], -c["eps"]),
+        forward = forward_at[c["depth"]]
+        # EVALUATE: one step of size 0 from (q, p = 0); SEARCH: one step of the trial size from
+        # (q, p_search); NUTS: 2**depth steps from the trajectory's edge in the chosen direction
+        edge = jnp.where(in_nuts, c["edges"][forward.astype(jnp.int32)],
+                         point(c["q"], jnp.where(mode == _SEARCH, p_search, 0.0), c["g"]))
+        step = jnp.where(in_nuts, jnp.where(forward, c["eps"], -c["eps"]),
                          jnp.where(mode == _SEARCH, c["eps_try"], zero))
-        # the one leapfrog step of the program (a plain evaluation of the density when step == 0)
-        p1 = x_p + 0.5 * step * x_g
-        q1 = x_q + step * velocity(p1)
-        lp1, g1 = logp_grad(q1)
-        p1 = p1 + 0.5 * step * g1
-        v1 = velocity(p1)
-        h1 = -lp1 + 0.5 * (p1 * v1).sum()
-        delta = jnp.where(jnp.isnan(h1), jnp.inf, h1 - c["h0"])
-        return lax.switch(mode, [evaluate_branch, search_branch, nuts_branch], c, (q1, p1, g1, lp1, delta, v1))
+        size = jnp.where(in_nuts, pow2[c["depth"]], 1)
+        sub = integrate(edge, step, size, jnp.where(in_nuts, c["depth"], 0), c["h0"])
+        return lax.switch(mode, [evaluate_branch, search_branch, nuts_branch], c, sub)
 
     start = {"q": q, "lp": lp, "g": g, "eps": eps, "eps_try": eps, "search": search,
              "search_up": jnp.bool_(True), "n_search": jnp.int32(0),
              "n_steps": jnp.int32(0), "diverging": jnp.bool_(False), "sum_accept": zero}
     start = enter_nuts(start)
     start["mode"] = jnp.where(evaluate, _EVALUATE, jnp.where(search, _SEARCH, _NUTS)).astype(jnp.int32)
-    start["h0"] = jnp.where(search & ~evaluate, -lp + kinetic(p_search), start["h0"])
+    start["h0"] = jnp.where(search & ~evaluate, -lp + 0.5 * (p_search * velocity(p_search)).sum(), start["h0"])
     end = lax.while_loop(lambda c: c["mode"] != _DONE, body, start)
-    new_q, new_p, new_g, new_lp = end["prop"]
+    new = end["prop"]
     stats = {"accept_prob": end["sum_accept"] / jnp.maximum(end["n_steps"], 1), "n_steps": end["n_steps"],
-             "tree_depth": end["depth"], "diverging": end["diverging"], "energy": -new_lp + kinetic(new_p)}
-    return (new_q, new_lp, new_g), end["eps"], stats
+             "tree_depth": end["depth"], "diverging": end["diverging"],
+             "energy": -end["prop_lp"] + 0.5 * (new[1] * new[3]).sum()}
+    return (new[0], end["prop_lp"], new[2]), end["eps"], stats
 
 
 def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, target_accept: float,

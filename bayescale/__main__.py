@@ -1,7 +1,5 @@
 """``python -m bayescale ...`` runs the command line (same as the ``bayescale`` script)."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -101,7 +101,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     chains = check_int("chains", chains, 1)
     warmup = check_int("warmup", warmup, 10)
     draws = check_int("draws", draws, 10)
-    seed = check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0, 2**32 - 1)
     max_tree_depth = check_int("max_tree_depth", max_tree_depth, 2, 15)
     if not (isinstance(target_accept, (int, float)) and 0 < target_accept < 1):
         raise BayescaleError(f"target_accept must be in (0, 1), got {target_accept!r}")

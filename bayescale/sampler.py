@@ -65,7 +65,9 @@ def _program(law, noise: str, chains: int, warmup: int, draws: int,
     names = tuple(latent_sites(law))
     bar = _Progress(chains, warmup + draws) if progress else None
 
-    def one_chain(key, chain, q0, inputs, refs, y):
+    def one_chain(seed, chain, q0, inputs, refs, y):
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), chain)
+
         def logp(q):
             return -potential_energy(model, (inputs, refs), {"loss": y}, {n: q[i] for i, n in enumerate(names)})
 
@@ -76,11 +78,11 @@ def _program(law, noise: str, chains: int, warmup: int, draws: int,
         return sample_chain(key, q0, jax.value_and_grad(logp), warmup=warmup, draws=draws,
                             target_accept=target_accept, max_depth=max_depth, dense=dense, progress=report)
 
-    def chains_of_one_device(keys, chain_ids, q0s, inputs, refs, y):
+    def chains_of_one_device(seed, chain_ids, q0s, inputs, refs, y):
         # lax.map, not vmap: vmapped while-loops run in lockstep and turn every branch into a select
-        return jax.lax.map(lambda a: one_chain(*a, inputs, refs, y), (keys, chain_ids, q0s))
+        return jax.lax.map(lambda a: one_chain(seed, *a, inputs, refs, y), (chain_ids, q0s))
 
-    return jax.pmap(chains_of_one_device, in_axes=(0, 0, 0, None, None, None))
+    return jax.pmap(chains_of_one_device, in_axes=(None, 0, 0, None, None, None))
 
 
 def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
@@ -107,7 +109,6 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     statistics, chain method), numpy arrays of shape (chains, draws).
     """
     import jax
-    import jax.numpy as jnp
 
     # chains in groups: one group per host device, in parallel; a group's chains one after another
     groups = max(k for k in range(1, min(chains, jax.local_device_count()) + 1) if chains % k == 0)
@@ -118,15 +119,14 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     centre = np.array([float(prior.unconstrain(start[name])) for name, prior in sites.items()])
     rng = np.random.default_rng([seed, 1])
     q0 = centre + rng.uniform(-jitter, jitter, size=(chains, centre.size))
-    keys = jax.random.split(jax.random.PRNGKey(seed), chains)
-    f32 = jnp.float32
+    # numpy arguments only: an eager jax operation here would compile a small program of its own
+    f32 = np.float32
     per_group = (groups, chains // groups)
-    positions, stats, _, _ = program(keys.reshape(per_group + keys.shape[1:]),
-                                     jnp.arange(chains).reshape(per_group),
-                                     jnp.asarray(q0, f32).reshape(per_group + (-1,)),
-                                     {k: jnp.asarray(v, f32) for k, v in inputs.items()},
-                                     {k: jnp.asarray(v, f32) for k, v in refs.items()},
-                                     jnp.asarray(loss, f32))
+    positions, stats, _, _ = program(np.uint32(seed), np.arange(chains, dtype=np.int32).reshape(per_group),
+                                     q0.astype(f32).reshape(per_group + (-1,)),
+                                     {k: np.asarray(v, f32) for k, v in inputs.items()},
+                                     {k: np.asarray(v, f32) for k, v in refs.items()},
+                                     np.asarray(loss, f32))
     positions = np.asarray(positions, float).reshape((chains,) + positions.shape[2:])
     stats = {k: np.asarray(v).reshape((chains,) + v.shape[2:]) for k, v in stats.items()}
     return constrained_draws(law, positions, refs), stats, method

@@ -293,7 +293,7 @@ FIT_ERRORS = [
     ("draws string", dict(law="chinchilla", draws="1000"), BayescaleError,
      r"draws must be an integer >= 10, got '1000'"),
     ("warmup negative", dict(law="chinchilla", warmup=-1), BayescaleError, r"warmup must be an integer >= 10"),
-    ("seed negative", dict(law="chinchilla", seed=-3), BayescaleError, r"seed must be an integer >= 0, got -3"),
+    ("seed negative", dict(law="chinchilla", seed=-3), BayescaleError, r"seed must be an integer in 0..4294967295, got -3"),
     ("max_tree_depth", dict(law="chinchilla", max_tree_depth=1), BayescaleError,
      r"max_tree_depth must be an integer in 2..15"),
     ("target_accept 1", dict(law="chinchilla", target_accept=1.0), BayescaleError,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -98,3 +99,16 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130
+
+
+def run() -> None:
+    """The ``bayescale`` console script: :func:`main`, then a fast exit.
+
+    Tearing down XLA's CPU client and its device threads at interpreter exit takes ~0.4 s.
+    Once the command has returned, every file it wrote is closed and only stdout and stderr
+    need flushing, so the process ends with ``os._exit`` instead.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

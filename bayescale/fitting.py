@@ -1,8 +1,9 @@
 """Fit a law to runs with NUTS.
 
 Defaults that just work: 4 chains run in parallel over host CPU devices
-(several chains per device in turn when there are fewer devices than chains), 1000 warm-up + 1000 draws each, a dense
-mass matrix, every chain started near a quick robust optimum (see
+(several chains per device in turn when there are fewer devices than
+chains), 1000 warm-up + 1000 draws each, a dense mass matrix, every chain
+started near a quick robust optimum (see
 :mod:`bayescale.init`), a progress bar when stderr is a terminal.  The same
 seed gives bit-identical draws.  The sampler is :mod:`bayescale.nuts` (Stan's
 NUTS and warm-up) on the NumPyro model's density; the data are arguments of

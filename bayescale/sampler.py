@@ -38,16 +38,19 @@ class _Progress:
     """A one-line progress bar on stderr, fed by every chain's host callbacks."""
 
     def __init__(self, chains: int, total: int):
-        self.done = [0] * chains
-        self.total = total
+        self.chains, self.total = chains, total
         self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.done = [0] * self.chains
 
     def __call__(self, iteration, chain):
         with self.lock:
             self.done[int(chain)] = int(iteration)
             least = min(self.done)
             bar = "#" * int(30 * least / self.total)
-            sys.stderr.write(f"\rNUTS, {len(self.done)} chains [{bar:<30}] {least}/{self.total}")
+            sys.stderr.write(f"\rNUTS, {self.chains} chains [{bar:<30}] {least}/{self.total}")
             if least >= self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -82,7 +85,7 @@ def _program(law, noise: str, chains: int, warmup: int, draws: int,
         # lax.map, not vmap: vmapped while-loops run in lockstep and turn every branch into a select
         return jax.lax.map(lambda a: one_chain(seed, *a, inputs, refs, y), (chain_ids, q0s))
 
-    return jax.pmap(chains_of_one_device, in_axes=(None, 0, 0, None, None, None))
+    return jax.pmap(chains_of_one_device, in_axes=(None, 0, 0, None, None, None)), bar
 
 
 def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
@@ -113,8 +116,10 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     # chains in groups: one group per host device, in parallel; a group's chains one after another
     groups = max(k for k in range(1, min(chains, jax.local_device_count()) + 1) if chains % k == 0)
     method = f"parallel over {groups} devices" + ("" if groups == chains else f", {chains // groups} chains each in turn")
-    program = _program(law, noise, chains, warmup, draws, float(target_accept),
-                       max_tree_depth, bool(dense_mass), bool(progress))
+    program, bar = _program(law, noise, chains, warmup, draws, float(target_accept),
+                            max_tree_depth, bool(dense_mass), bool(progress))
+    if bar is not None:
+        bar.reset()
     sites = latent_sites(law)
     centre = np.array([float(prior.unconstrain(start[name])) for name, prior in sites.items()])
     rng = np.random.default_rng([seed, 1])

@@ -129,3 +129,17 @@ def test_numpy_bijections_match_numpyros(text, support):
     assert np.allclose(prior.constrain(z), expected, rtol=1e-5, atol=1e-6)
     assert np.allclose(prior.unconstrain(prior.constrain(z)), z, atol=1e-6)
     assert np.allclose(biject_to(prior.dist().support)(jnp.asarray(z, jnp.float32)), expected, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")   # 100 iterations: too short on purpose
+def test_progress_bar_reaches_the_end_on_every_fit(epoch_runs, capfd):
+    import re
+
+    import bayescale
+
+    for _ in range(2):       # the bar belongs to a cached program: it must start again at 0
+        bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=True)
+        frames = [f for f in capfd.readouterr().err.split("\r") if f.startswith("NUTS")]
+        counts = [int(re.search(r"\] (\d+)/100", f).group(1)) for f in frames]
+        assert counts[0] < 100 and counts == sorted(counts) and counts[-1] == 100
+        assert frames[-1].startswith("NUTS, 2 chains [" + "#" * 30 + "] 100/100")

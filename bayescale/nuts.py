@@ -7,11 +7,13 @@ the initialisation, the post-processing), which cost ~5 s of compilation per
 fit on a 2-core machine whatever the model; ``MCMC.run`` with several chains
 also re-traces and re-compiles on every call.  Here every gradient evaluation
 of an iteration -- evaluating the starting point, Stan's step-size search and
-each leapfrog step of the trajectory -- goes through one ``lax.while_loop``
-whose body holds the only copy of the gradient, driven by a small state
-machine.  The program is one ``lax.scan`` over warm-up and draws, compiled
-once per law, noise model, data shape and settings (see
-:mod:`bayescale.sampler`).
+each leapfrog step of the trajectory -- goes through one inner
+``lax.while_loop`` (a subtree's leapfrog steps on a small packed state) whose
+body holds the only copy of the gradient; an outer loop, once per subtree,
+does the rest as a small state machine.  The program is one ``lax.scan`` over
+warm-up and draws, compiled once per law, noise model, data shape and settings
+(see :mod:`bayescale.sampler`).  Measured on Epoch's 240 Chinchilla runs:
+~2.5 s of compilation instead of NumPyro's ~5-6 s, sampling as fast or faster.
 
 The algorithm is Stan's:
 

@@ -164,6 +164,7 @@ def _numpy_functions() -> dict:
         "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "sigmoid": expit,
         "softplus": lambda x: np.logaddexp(0.0, x),
         "minimum": np.minimum, "maximum": np.maximum, "logaddexp": np.logaddexp,
+        "logsumexp": lambda logs: reduce(np.logaddexp, logs),
     }
 
 
@@ -175,8 +176,22 @@ def _jax_functions() -> dict:
         "exp": jnp.exp, "log": jnp.log, "log1p": jnp.log1p, "expm1": jnp.expm1,
         "sqrt": jnp.sqrt, "abs": jnp.abs, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
         "softplus": jax.nn.softplus, "minimum": jnp.minimum, "maximum": jnp.maximum,
-        "logaddexp": jnp.logaddexp,
+        "logaddexp": jnp.logaddexp, "logsumexp": _jax_logsumexp,
     }
+
+
+def _jax_logsumexp(logs: list):
+    """``log(sum(exp(l) for l in logs))``, elementwise, in one pass: the shift by the largest term is
+    held constant under differentiation (the value does not depend on it), so the gradient is the
+    softmax weights with none of the tie and infinity branches of chained ``logaddexp`` calls."""
+    import jax
+    import jax.numpy as jnp
+
+    if len(logs) == 1:
+        return logs[0]
+    shift = reduce(jnp.maximum, logs)
+    shift = jax.lax.stop_gradient(jnp.where(jnp.isfinite(shift), shift, 0.0))
+    return shift + jnp.log(sum(jnp.exp(lg - shift) for lg in logs))
 
 
 _BACKENDS: dict[str, dict] = {}
@@ -299,8 +314,7 @@ def log_evaluate(tree: tuple, scope: Scope):
     if kind == "name":
         return scope.log_value(tree[1])
     if kind == "add":
-        logs = [log_evaluate(t, scope) for t in _terms(tree)]
-        return reduce(fns["logaddexp"], logs)
+        return fns["logsumexp"]([log_evaluate(t, scope) for t in _terms(tree)])
     if kind == "mul":
         return log_evaluate(tree[1], scope) + log_evaluate(tree[2], scope)
     if kind == "div":

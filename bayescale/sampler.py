@@ -72,7 +72,9 @@ def _program(law, noise: str, chains: int, warmup: int, draws: int,
         key = jax.random.fold_in(jax.random.PRNGKey(seed), chain)
 
         def logp(q):
-            return -potential_energy(model, (inputs, refs), {"loss": y}, {n: q[i] for i, n in enumerate(names)})
+            # one split, not an index per site: the gradient is then one concatenation, not a pad per site
+            parts = jax.numpy.split(q, len(names))
+            return -potential_energy(model, (inputs, refs), {"loss": y}, {n: v[0] for n, v in zip(names, parts)})
 
         report = None
         if bar is not None:

@@ -363,3 +363,20 @@ def test_minimum_and_maximum_values(xp):
         got = np.asarray(evaluate(expr.tree, Scope({"a": a, "b": b}, positive={"a", "b"}, xp=xp)), float)
         # positive arguments are compared in logs: exp(log x) costs float32 ~1e-7 * |log x|
         np.testing.assert_allclose(got, expected, rtol=1e-5 if xp == "jax" else 1e-13)
+
+
+def test_jax_logsumexp_matches_chained_logaddexp_and_has_softmax_gradient():
+    import jax
+    import jax.numpy as jnp
+
+    from bayescale.formula import _jax_logsumexp
+
+    a = np.array([0.0, 50.0, -80.0, 1e-3, 3.0])
+    b = np.array([1.0, -50.0, -80.0, 2e-3, -np.inf])
+    c = np.array([-2.0, 0.0, -79.0, 0.0, 3.0])
+    expected = np.logaddexp(np.logaddexp(a, b), c)
+    got = np.asarray(_jax_logsumexp([jnp.asarray(a), jnp.asarray(b), jnp.asarray(c)]))
+    assert np.allclose(got, expected, rtol=1e-6, atol=1e-6)
+    grad = jax.grad(lambda x: _jax_logsumexp([x[0], x[1], x[2]]))(jnp.array([0.5, -1.0, 2.0]))
+    weights = np.exp([0.5, -1.0, 2.0]) / np.exp([0.5, -1.0, 2.0]).sum()
+    assert np.allclose(grad, weights, rtol=1e-6)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .cards import Law
-from .model import hat_name, scale_values
+from .model import hat_name, natural_values
 from .noise import apply_link, link, noise_location
 
 __all__ = ["quick_optimum"]
@@ -34,17 +34,9 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
     with np.errstate(all="ignore"):
         target = apply_link(noise, loss)[0] / (refs["loss_ref"] if raw else 1.0)
 
-    def natural(z):
-        values = {p.name: p.prior.constrain(zi) for p, zi in zip(params, z) if p.scale is None}
-        scales = scale_values(law, values, refs, xp="numpy")
-        for p, zi in zip(params, z):
-            if p.scale is not None:
-                values[p.name] = p.prior.constrain(zi) * scales[p.name]
-        return values
-
     def residuals(z):
         with np.errstate(all="ignore"):
-            values = natural(z)
+            values = natural_values(law, z, refs)
             pred = noise_location(noise, law, values, inputs, xp="numpy") / (refs["loss_ref"] if raw else 1.0)
             r = np.broadcast_to(target - pred, target.shape)
         r = np.where(np.isfinite(r), r, 1e3)
@@ -63,7 +55,7 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
         if np.isfinite(res.cost) and (best is None or res.cost < best.cost):
             best = res
     z = best.x if best is not None else z0
-    values = natural(z)
+    values = natural_values(law, z, refs)
     out = {}
     for p, zi in zip(params, z):
         site = p.name if p.scale is None else hat_name(p.name)

@@ -22,7 +22,7 @@ from .cards import Law
 from .formula import Scope, evaluate, log_evaluate
 from .noise import noise_distribution, noise_location
 
-__all__ = ["hat_name", "log_scale_values", "make_model", "reference_points", "scale_values"]
+__all__ = ["hat_name", "log_scale_values", "make_model", "natural_values", "reference_points", "scale_values"]
 
 
 def hat_name(name: str) -> str:
@@ -40,6 +40,22 @@ def scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dict:
     """The ``scale`` of every scaled parameter, given the unscaled parameters' values."""
     scope = Scope({**refs, **values}, xp=xp)
     return {p.name: evaluate(p.scale.tree, scope) for p in law.params if p.scale is not None}
+
+
+def natural_values(law: Law, z, refs: dict) -> dict:
+    """Every law parameter's natural value (numpy) from its sampled site's unconstrained value.
+
+    ``z``: one value or array per parameter, in ``law.params`` order (the model's site
+    order, :func:`bayescale.sampler.latent_sites`, without sigma).  A scaled parameter is
+    its ``<name>_hat`` times the card's scale.
+    """
+    values = {p.name: p.prior.constrain(zi) for p, zi in zip(law.params, z) if p.scale is None}
+    with np.errstate(over="ignore", invalid="ignore"):
+        scales = scale_values(law, values, refs, xp="numpy")
+    for p, zi in zip(law.params, z):
+        if p.scale is not None:
+            values[p.name] = p.prior.constrain(zi) * scales[p.name]
+    return {p.name: values[p.name] for p in law.params}
 
 
 def log_scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dict:

@@ -287,8 +287,7 @@ def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, targe
         if not dense:
             cov = jnp.diag(jnp.diag(cov))
         cov = (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
-        minv = jnp.where(update, cov, minv)
-        chol = jnp.where(update, jnp.linalg.cholesky(cov), chol)
+        minv, chol = lax.cond(update, lambda: (cov, jnp.linalg.cholesky(cov)), lambda: (minv, chol))
         welford = jax.tree.map(lambda a: jnp.where(update, jnp.zeros_like(a), a), (n, mean, m2))
         if progress is not None:
             lax.cond(((i + 1) % 50 == 0) | (i + 1 == total), progress, lambda j: None, i + 1)

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .model import hat_name, scale_values
+from .model import hat_name, natural_values
 from .nuts import sample_chain
 
 __all__ = ["latent_sites", "run_chains"]
@@ -92,16 +92,8 @@ def _program(law, noise: str, chains: int, warmup: int, draws: int,
 
 def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
     """Unconstrained positions (..., sites) -> every parameter's natural value and sigma."""
-    sites = latent_sites(law)
-    values = {name: prior.constrain(positions[..., i]) for i, (name, prior) in enumerate(sites.items())}
-    natural = {p.name: values[p.name] for p in law.params if p.scale is None}
-    with np.errstate(over="ignore", invalid="ignore"):
-        scales = scale_values(law, natural, refs, xp="numpy")
-    for p in law.params:
-        if p.scale is not None:
-            natural[p.name] = values[hat_name(p.name)] * scales[p.name]
-    natural["sigma"] = values["sigma"]
-    return {p.name: natural[p.name] for p in law.params} | {"sigma": natural["sigma"]}
+    params = [positions[..., i] for i in range(len(law.params))]
+    return natural_values(law, params, refs) | {"sigma": law.sigma_prior.constrain(positions[..., -1])}
 
 
 def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, chains: int, warmup: int,

@@ -33,11 +33,6 @@ from .sampler import run_chains
 
 __all__ = ["fit"]
 
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
-
-
 def _versions() -> dict:
     out = {"python": sys.version.split()[0]}
     for pkg in ("bayescale", "numpyro", "jax", "jaxlib", "arviz", "numpy", "pandas"):
@@ -46,22 +41,6 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
-
-
-class _CompileClock:
-    """Sums JAX's tracing/lowering/compilation durations while active."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        self.active = False
-
-    def __call__(self, event, duration, **kwargs):
-        if self.active and event in _COMPILE_EVENTS:
-            self.seconds += duration
-
-
-_CLOCK = _CompileClock()
-_CLOCK_REGISTERED = False
 
 
 def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, loss, refs: dict):
@@ -91,9 +70,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     overrides the card's noise model; ``mapping`` renames columns
     (``{"loss": "val_loss"}``).
     """
-    import jax
 
-    global _CLOCK_REGISTERED
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
     noise = noise or law.noise
@@ -119,20 +96,12 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     if progress is None:
         progress = sys.stderr.isatty()
 
-    if not _CLOCK_REGISTERED:
-        jax.monitoring.register_event_duration_secs_listener(_CLOCK)
-        _CLOCK_REGISTERED = True
-    _CLOCK.seconds, _CLOCK.active = 0.0, True
     t_mcmc = time.perf_counter()
-    try:
-        posterior, stats, method = run_chains(
-            law, noise, start, inputs, refs, loss, chains=chains, warmup=warmup, draws=draws, seed=seed,
-            target_accept=float(target_accept), max_tree_depth=max_tree_depth, dense_mass=dense_mass,
-            progress=progress)
-    finally:
-        _CLOCK.active = False
+    posterior, stats, method, t_chains = run_chains(
+        law, noise, start, inputs, refs, loss, chains=chains, warmup=warmup, draws=draws, seed=seed,
+        target_accept=float(target_accept), max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+        progress=progress)
     t_mcmc = time.perf_counter() - t_mcmc
-    compile_s = _CLOCK.seconds
 
     t_post = time.perf_counter()
     ll = pointwise_log_likelihood(law, noise, posterior, inputs, loss, refs)
@@ -154,10 +123,9 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
                 "max_tree_depth": max_tree_depth, "chain_method": method, "sampler": "bayescale.nuts",
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
     grads = int(steps.sum())
-    timings = {"init_s": t_init, "mcmc_s": t_mcmc, "compile_s": compile_s,
-               "sampling_s": max(t_mcmc - compile_s, 0.0), "postprocess_s": t_post,
+    timings = {"init_s": t_init, "mcmc_s": t_mcmc, **t_chains, "postprocess_s": t_post,
                "total_s": time.perf_counter() - t0, "gradients_sampling": grads,
-               "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_mcmc - compile_s, 1e-9)}
+               "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_chains["sampling_s"], 1e-9)}
     result = Fit(samples=Samples(posterior, ll, sample_stats), law=law, noise=noise, runs=table, refs=refs, settings=settings,
                  versions=_versions(), diagnostics=diagnostics, timings=timings)
     if not diagnostics.passed:

@@ -13,6 +13,15 @@
   (a home directory shared between different machines, or an upgraded jaxlib)
   can abort the process instead of raising an error.  Set
   ``BAYESCALE_JAX_CACHE=0`` to turn the cache off.
+* Small loops as one function: XLA's CPU runtime runs a loop's body as a
+  sequence of separate kernels ("thunks"), ~0.1 us of dispatch each; a NUTS
+  trajectory is a loop of many tiny kernels over a few hundred data points,
+  so that overhead exceeded the arithmetic.  XLA compiles a ``while`` loop
+  whose estimated memory traffic is under a byte threshold (default 1 KiB)
+  into a single function instead; bayescale raises the threshold to 4 MiB
+  (a model over up to ~10^4 runs).  Measured on Epoch's 240 Chinchilla runs:
+  sampling 0.85 s -> 0.46 s, compilation ~0.3 s shorter.  Unless
+  ``XLA_FLAGS`` already sets ``--xla_backend_extra_options``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from pathlib import Path
 __all__ = ["cache_dir", "configure", "host_fingerprint"]
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
+_EXTRA_FLAG = "--xla_backend_extra_options"
+SMALL_LOOP_BYTES = 1 << 22
 
 
 def cache_dir() -> Path:
@@ -65,7 +76,9 @@ def configure() -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if _DEVICE_FLAG not in flags:
         count = max(4, os.cpu_count() or 1)
-        os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_FLAG}={count}".strip()
+        flags = os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_FLAG}={count}".strip()
+    if _EXTRA_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {_EXTRA_FLAG}=xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}"
     if os.environ.get("BAYESCALE_JAX_CACHE", "1") != "0":
         import jax
 

@@ -10,10 +10,13 @@ of an iteration -- evaluating the starting point, Stan's step-size search and
 each leapfrog step of the trajectory -- goes through one inner
 ``lax.while_loop`` (a subtree's leapfrog steps on a small packed state) whose
 body holds the only copy of the gradient; an outer loop, once per subtree,
-does the rest as a small state machine.  The program is one ``lax.scan`` over
-warm-up and draws, compiled once per law, noise model, data shape and settings
-(see :mod:`bayescale.sampler`).  Measured on Epoch's 240 Chinchilla runs:
-~2.5 s of compilation instead of NumPyro's ~5-6 s, sampling as fast or faster.
+does the rest as a small state machine.  :func:`advance` runs a given range of
+iterations as one ``lax.scan`` from an explicit state, so a chain can run in
+pieces (the sampler's progress bar counts them) and give the same draws as in
+one go; the program is compiled once per law, noise model, data shape and
+settings (see :mod:`bayescale.sampler`).  Measured on Epoch's 240 Chinchilla
+runs: ~2 s of compilation instead of NumPyro's ~5-6 s (see the benchmark
+figures in the README).
 
 The algorithm is Stan's:
 
@@ -46,7 +49,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["sample_chain", "warmup_schedule"]
+__all__ = ["advance", "initial_state", "sample_chain", "warmup_schedule"]
 
 _MAX_ENERGY_ERROR = 1000.0
 _EVALUATE, _SEARCH, _NUTS, _DONE = 0, 1, 2, 3
@@ -234,39 +237,56 @@ def _transition(key, q, lp, g, eps, minv, chol, logp_grad: Callable, max_depth: 
     return (new[0], end["prop_lp"], new[2]), end["eps"], stats
 
 
-def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, target_accept: float,
-                 max_depth: int, dense: bool, progress: Callable | None = None):
-    """Run one chain: ``warmup`` adaptive iterations, then ``draws`` draws.
+def initial_state(q0: np.ndarray) -> dict:
+    """A chain's sampler state before its first iteration, at position ``q0`` (numpy, float32)."""
+    q0 = np.asarray(q0, np.float32)
+    d = q0.shape[-1]
+    zero = np.float32(0.0)
+    eye = np.eye(d, dtype=np.float32)
+    return {"q": q0, "lp": zero, "g": np.zeros(d, np.float32),
+            "da": _da_restart(np.float32(1.0), np.log, zero),
+            "welford": (zero, np.zeros(d, np.float32), np.zeros((d, d), np.float32)),
+            "minv": eye, "chol": eye, "search": np.bool_(True)}
 
-    ``logp_grad(q) -> (log density, gradient)`` in unconstrained coordinates;
-    ``progress(i)``, if given, is called every 50 iterations (inside the
-    program; e.g. a ``jax.debug.callback``).  Returns (positions of the draws,
-    per-draw statistics, final step size, final inverse metric).
+
+def _da_restart(eps, log, zero):
+    """Dual averaging's state when it starts (again) from step size ``eps``."""
+    return {"log_eps": log(eps), "log_eps_bar": zero, "h_bar": zero, "mu": log(10.0 * eps), "t": zero}
+
+
+def advance(state: dict, key, start, logp_grad: Callable, *, iterations: int, warmup: int, draws: int,
+            target_accept: float, max_depth: int, dense: bool):
+    """Run a chain's iterations ``start .. start + iterations - 1`` (of ``warmup + draws``) from ``state``.
+
+    Iteration ``i`` draws its random numbers from ``fold_in(key, i)``, so a chain
+    run in pieces gives the same draws as in one go.  Iterations past the last
+    one leave the state as it is (their outputs are to be discarded).  Returns
+    (state, (position after each iteration, its statistics)); the draws are
+    the positions of iterations ``warmup`` onwards.
     """
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    d = q0.shape[0]
-    dtype = q0.dtype
-    collect_w, update_w = warmup_schedule(warmup)
+    d = state["q"].shape[-1]
+    dtype = state["q"].dtype
     total = warmup + draws
-    xs = (jnp.arange(total), jax.random.split(key, total), jnp.asarray(np.concatenate([collect_w, np.zeros(draws, bool)])),
-          jnp.asarray(np.concatenate([update_w, np.zeros(draws, bool)])), jnp.arange(total) < warmup)
+    collect_w, update_w = warmup_schedule(warmup)
+    padded = total + iterations                      # the schedule as constants, padded for the last piece
+    collect_all = jnp.asarray(np.concatenate([collect_w, np.zeros(padded - warmup, bool)]))
+    update_all = jnp.asarray(np.concatenate([update_w, np.zeros(padded - warmup, bool)]))
     eye = jnp.eye(d, dtype=dtype)
     gamma, t0, kappa = 0.05, 10.0, 0.75
     zero = jnp.asarray(0.0, dtype)
 
-    def da_restart(eps):
-        return {"log_eps": jnp.log(eps), "log_eps_bar": zero, "h_bar": zero, "mu": jnp.log(10.0 * eps), "t": zero}
-
-    def step(carry, x):
-        i, k_step, collect, update, adapt = x
-        q, lp, g, da, welford, minv, chol, search = carry
+    def step(carry, i):
+        collect, update, adapt = collect_all[i], update_all[i], i < warmup
+        q, lp, g, da, welford, minv, chol, search = (carry[k] for k in (
+            "q", "lp", "g", "da", "welford", "minv", "chol", "search"))
         eps = jnp.exp(jnp.where(adapt, da["log_eps"], da["log_eps_bar"]))
-        (q, lp, g), eps_used, stats = _transition(k_step, q, lp, g, eps, minv, chol, logp_grad, max_depth,
-                                                  evaluate=i == 0, search=search)
-        da = jax.tree.map(lambda a, b: jnp.where(search, a, b), da_restart(eps_used), da)
+        (q, lp, g), eps_used, stats = _transition(jax.random.fold_in(key, i), q, lp, g, eps, minv, chol, logp_grad,
+                                                  max_depth, evaluate=i == 0, search=search)
+        da = jax.tree.map(lambda a, b: jnp.where(search, a, b), _da_restart(eps_used, jnp.log, zero), da)
         # dual averaging of the step size
         t = da["t"] + 1.0
         eta = 1.0 / (t + t0)
@@ -289,14 +309,38 @@ def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, targe
         cov = (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
         minv, chol = lax.cond(update, lambda: (cov, jnp.linalg.cholesky(cov)), lambda: (minv, chol))
         welford = jax.tree.map(lambda a: jnp.where(update, jnp.zeros_like(a), a), (n, mean, m2))
-        if progress is not None:
-            lax.cond(((i + 1) % 50 == 0) | (i + 1 == total), progress, lambda j: None, i + 1)
         stats = {**stats, "step_size": eps_used}
-        return (q, lp, g, da, welford, minv, chol, update), (q, stats)
+        new = {"q": q, "lp": lp, "g": g, "da": da, "welford": welford, "minv": minv, "chol": chol, "search": update}
+        return new, (q, stats)
 
-    welford0 = (zero, jnp.zeros(d, dtype), jnp.zeros((d, d), dtype))
-    carry = (q0, zero, jnp.zeros(d, dtype), da_restart(jnp.asarray(1.0, dtype)), welford0, eye, eye,
-             jnp.bool_(True))
-    carry, (positions, stats) = lax.scan(step, carry, xs)
-    _, _, _, da, _, minv, _, _ = carry
-    return positions[warmup:], jax.tree.map(lambda a: a[warmup:], stats), jnp.exp(da["log_eps_bar"]), minv
+    def step_or_skip(carry, i):
+        return lax.cond(i < total, step, lambda c, i: (c, (c["q"], _no_stats(dtype))), carry, i)
+
+    return lax.scan(step_or_skip, state, start + jnp.arange(iterations))
+
+
+def _no_stats(dtype):
+    import jax.numpy as jnp
+
+    zero = jnp.asarray(0.0, dtype)
+    return {"accept_prob": zero, "n_steps": jnp.int32(0), "tree_depth": jnp.int32(0), "diverging": jnp.bool_(False),
+            "energy": zero, "step_size": zero}
+
+
+def sample_chain(key, q0, logp_grad: Callable, *, warmup: int, draws: int, target_accept: float,
+                 max_depth: int, dense: bool):
+    """Run one chain in one piece: ``warmup`` adaptive iterations, then ``draws`` draws.
+
+    ``logp_grad(q) -> (log density, gradient)`` in unconstrained coordinates.
+    Returns (positions of the draws, per-draw statistics, final step size,
+    final inverse metric).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    state = jax.tree.map(jnp.asarray, initial_state(np.zeros(q0.shape[-1], np.float32)))
+    state["q"] = q0
+    state, (positions, stats) = advance(state, key, 0, logp_grad, iterations=warmup + draws, warmup=warmup,
+                                        draws=draws, target_accept=target_accept, max_depth=max_depth, dense=dense)
+    return (positions[warmup:], jax.tree.map(lambda a: a[warmup:], stats), jnp.exp(state["da"]["log_eps_bar"]),
+            state["minv"])

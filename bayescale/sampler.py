@@ -4,27 +4,48 @@ The NumPyro model defines the density: ``numpyro.infer.util.potential_energy``
 gives the log joint in unconstrained coordinates (Jacobians included).  Start
 points go in and draws come out through the same bijections in numpy
 (:meth:`bayescale.priors.Prior.constrain`), so the compiled program holds the
-model's gradient once and nothing else of the model.  The program takes the
-data as arguments: it is built once per (law, noise model, data shape,
-settings) in a process (a small cache here) and found in JAX's persistent
-compilation cache by later processes.  Chains run in parallel over host
-devices (``pmap``); with more chains than devices, each device runs its share
-of the chains one after another (``lax.map``; ``vmap`` would run their
-trajectories in lockstep and evaluate every branch of the sampler).
+model's gradient once and nothing else of the model.
+
+The program runs a fixed number of iterations of every chain from a given
+state and returns the new state (:func:`bayescale.nuts.advance`); a fit calls
+it ~20 times, which is what the progress bar counts (no host callbacks in the
+program).  The data are arguments, so one program serves every data set of
+the same law and shape.  Chains run in parallel over host devices
+(``shard_map`` over a one-axis mesh); with more chains than devices each
+device runs its share one after another (``lax.map``; ``vmap`` would run
+their trajectories in lockstep and evaluate every branch of the sampler).
+
+Reuse across processes: tracing the program in Python takes ~0.4 s, longer
+than loading its compiled code from JAX's persistent compilation cache.  So
+the traced program is also saved, exported to StableHLO with
+:mod:`jax.export`, under ``<cache>/programs/<host>/``, keyed by everything it
+depends on (the law card's text, noise model, settings, data shapes and the
+source code of bayescale itself); a later process deserialises it instead of
+tracing, and JAX then finds its compiled code in the persistent cache.  In a
+process, programs are kept in memory as well.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import os
 import sys
-import threading
+import tempfile
+import time
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from .model import hat_name, natural_values
-from .nuts import sample_chain
+from .nuts import advance, initial_state
 
 __all__ = ["latent_sites", "run_chains"]
+
+_PIECES = 20            # program calls per fit (the progress bar's resolution)
+_MIN_PIECE = 50         # iterations per call, at least
 
 
 def latent_sites(law) -> dict:
@@ -35,59 +56,129 @@ def latent_sites(law) -> dict:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, fed by every chain's host callbacks."""
+    """A one-line progress bar on stderr."""
 
     def __init__(self, chains: int, total: int):
         self.chains, self.total = chains, total
-        self.lock = threading.Lock()
-        self.reset()
 
-    def reset(self) -> None:
-        self.done = [0] * self.chains
-
-    def __call__(self, iteration, chain):
-        with self.lock:
-            self.done[int(chain)] = int(iteration)
-            least = min(self.done)
-            bar = "#" * int(30 * least / self.total)
-            sys.stderr.write(f"\rNUTS, {self.chains} chains [{bar:<30}] {least}/{self.total}")
-            if least >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
+    def __call__(self, done: int) -> None:
+        done = min(done, self.total)
+        bar = "#" * int(30 * done / self.total)
+        sys.stderr.write(f"\rNUTS, {self.chains} chains [{bar:<30}] {done}/{self.total}")
+        if done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
-@lru_cache(maxsize=32)
-def _program(law, noise: str, chains: int, warmup: int, draws: int,
-             target_accept: float, max_depth: int, dense: bool, progress: bool):
+def piece_size(total: int) -> int:
+    """Iterations per program call for a chain of ``total`` iterations."""
+    return max(_MIN_PIECE, math.ceil(total / _PIECES))
+
+
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """A hash of bayescale's own source: an exported program is only reused by the code that traced it."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _program_path(key: dict) -> Path | None:
+    """Where the exported program for ``key`` is kept, or None if the cache is off."""
+    if os.environ.get("BAYESCALE_JAX_CACHE", "1") == "0":
+        return None
+    from .jaxsetup import cache_dir, host_fingerprint
+
+    text = json.dumps({**key, "code": _code_fingerprint()}, sort_keys=True, default=str)
+    name = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return cache_dir() / "programs" / host_fingerprint() / f"{name}.jaxexport"
+
+
+def _trace(law, noise: str, groups: int, per_group: int, piece: int, warmup: int, draws: int,
+           target_accept: float, max_depth: int, dense: bool, arg_specs):
+    """Trace the program: (seed, chain ids, start, states, inputs, refs, loss) -> (states, positions, stats)."""
     import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
     from numpyro.infer.util import potential_energy
 
     from .model import make_model
 
     model = make_model(law, noise)
     names = tuple(latent_sites(law))
-    bar = _Progress(chains, warmup + draws) if progress else None
 
-    def one_chain(seed, chain, q0, inputs, refs, y):
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), chain)
-
+    def one_chain(seed, chain, state, start, inputs, refs, y):
         def logp(q):
             # one split, not an index per site: the gradient is then one concatenation, not a pad per site
             parts = jax.numpy.split(q, len(names))
             return -potential_energy(model, (inputs, refs), {"loss": y}, {n: v[0] for n, v in zip(names, parts)})
 
-        report = None
-        if bar is not None:
-            def report(i):
-                jax.debug.callback(bar, i, chain)
-        return sample_chain(key, q0, jax.value_and_grad(logp), warmup=warmup, draws=draws,
-                            target_accept=target_accept, max_depth=max_depth, dense=dense, progress=report)
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), chain)
+        return advance(state, key, start, jax.value_and_grad(logp), iterations=piece, warmup=warmup, draws=draws,
+                       target_accept=target_accept, max_depth=max_depth, dense=dense)
 
-    def chains_of_one_device(seed, chain_ids, q0s, inputs, refs, y):
+    def on_one_device(seed, chain_ids, start, states, inputs, refs, y):
         # lax.map, not vmap: vmapped while-loops run in lockstep and turn every branch into a select
-        return jax.lax.map(lambda a: one_chain(seed, *a, inputs, refs, y), (chain_ids, q0s))
+        states = jax.tree.map(lambda a: a[0], states)
+        out = jax.lax.map(lambda a: one_chain(seed, a[0], a[1], start, inputs, refs, y), (chain_ids[0], states))
+        return jax.tree.map(lambda a: a[None], out)
 
-    return jax.pmap(chains_of_one_device, in_axes=(None, 0, 0, None, None, None)), bar
+    mesh = Mesh(np.array(jax.local_devices()[:groups]), ("chains",))
+    whole, split = PartitionSpec(), PartitionSpec("chains")
+    program = jax.jit(
+        jax.shard_map(on_one_device, mesh=mesh, in_specs=(whole, split, whole, split, whole, whole, whole),
+                      out_specs=split, check_vma=False),
+        in_shardings=tuple(NamedSharding(mesh, s) for s in (whole, split, whole, split, whole, whole, whole)),
+        out_shardings=NamedSharding(mesh, split))
+    return jax.export.export(program)(*arg_specs)
+
+
+@lru_cache(maxsize=32)
+def _compiled(law, noise: str, groups: int, per_group: int, piece: int, warmup: int, draws: int,
+              target_accept: float, max_depth: int, dense: bool, shapes: tuple):
+    """The compiled program and the shardings of its arguments (from disk, or traced and saved)."""
+    import jax
+
+    arg_specs = jax.tree.unflatten(shapes[0], [jax.ShapeDtypeStruct(s, np.dtype(t)) for s, t in shapes[1]])
+    key = {"law": law.text, "noise": noise, "groups": groups, "per_group": per_group, "piece": piece,
+           "warmup": warmup, "draws": draws, "target_accept": target_accept, "max_depth": max_depth,
+           "dense": dense, "args": str(shapes)}
+    path = _program_path(key)
+    exported = None
+    if path is not None and path.is_file():
+        try:
+            exported = jax.export.deserialize(bytearray(path.read_bytes()))
+        except Exception:       # unreadable or from an incompatible jax: trace again (and overwrite)
+            exported = None
+    if exported is None:
+        exported = _trace(law, noise, groups, per_group, piece, warmup, draws, target_accept, max_depth, dense,
+                          arg_specs)
+        try:
+            blob = exported.serialize()
+        except ImportError:     # jax.export needs flatbuffers to serialise; without it, trace in every process
+            path = None
+        if path is not None:
+            _write_atomically(path, blob)
+            exported = jax.export.deserialize(blob)   # the same module a later process will compile
+    from jax.sharding import Mesh
+
+    mesh = Mesh(np.array(jax.local_devices()[:groups]), ("chains",))
+    shardings = exported.in_shardings_jax(mesh)
+    leaves, tree = jax.tree.flatten(arg_specs)
+    placed = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s) for a, s in zip(leaves, shardings)]
+    return jax.jit(exported.call).lower(*jax.tree.unflatten(tree, placed)).compile(), shardings
+
+
+def _write_atomically(path: Path, blob) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as fh:
+            fh.write(blob)
+        os.replace(fh.name, path)
+    except OSError:             # a read-only cache costs a re-trace next time, nothing else
+        pass
 
 
 def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
@@ -103,29 +194,57 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
 
     Each chain starts at ``start`` moved by Uniform(-jitter, jitter) in
     unconstrained coordinates.  Returns (posterior draws by parameter, sampler
-    statistics, chain method), numpy arrays of shape (chains, draws).
+    statistics, chain method, timings), numpy arrays of shape (chains, draws);
+    timings: ``compile_s`` (getting the compiled program: tracing or loading
+    it, compiling or loading its code) and ``sampling_s``.
     """
     import jax
 
+    t0 = time.perf_counter()
     # chains in groups: one group per host device, in parallel; a group's chains one after another
     groups = max(k for k in range(1, min(chains, jax.local_device_count()) + 1) if chains % k == 0)
-    method = f"parallel over {groups} devices" + ("" if groups == chains else f", {chains // groups} chains each in turn")
-    program, bar = _program(law, noise, chains, warmup, draws, float(target_accept),
-                            max_tree_depth, bool(dense_mass), bool(progress))
-    if bar is not None:
-        bar.reset()
+    per_group = chains // groups
+    method = f"parallel over {groups} devices" + ("" if groups == chains else f", {per_group} chains each in turn")
     sites = latent_sites(law)
     centre = np.array([float(prior.unconstrain(start[name])) for name, prior in sites.items()])
     rng = np.random.default_rng([seed, 1])
-    q0 = centre + rng.uniform(-jitter, jitter, size=(chains, centre.size))
-    # numpy arguments only: an eager jax operation here would compile a small program of its own
+    q0 = (centre + rng.uniform(-jitter, jitter, size=(chains, centre.size))).astype(np.float32)
+    states = jax.tree.map(lambda *a: np.stack(a).reshape((groups, per_group) + np.shape(a[0])),
+                          *[initial_state(q) for q in q0])
+    total = warmup + draws
+    piece = piece_size(total)
     f32 = np.float32
-    per_group = (groups, chains // groups)
-    positions, stats, _, _ = program(np.uint32(seed), np.arange(chains, dtype=np.int32).reshape(per_group),
-                                     q0.astype(f32).reshape(per_group + (-1,)),
-                                     {k: np.asarray(v, f32) for k, v in inputs.items()},
-                                     {k: np.asarray(v, f32) for k, v in refs.items()},
-                                     np.asarray(loss, f32))
-    positions = np.asarray(positions, float).reshape((chains,) + positions.shape[2:])
-    stats = {k: np.asarray(v).reshape((chains,) + v.shape[2:]) for k, v in stats.items()}
-    return constrained_draws(law, positions, refs), stats, method
+    args = [np.uint32(seed), np.arange(chains, dtype=np.int32).reshape(groups, per_group), np.int32(0), states,
+            {k: np.asarray(v, f32) for k, v in inputs.items()}, {k: np.asarray(v, f32) for k, v in refs.items()},
+            np.asarray(loss, f32)]
+    leaves, tree = jax.tree.flatten(args)
+    shapes = (tree, tuple((np.shape(a), np.asarray(a).dtype.str) for a in leaves))
+    program, shardings = _compiled(law, noise, groups, per_group, piece, warmup, draws, float(target_accept),
+                                   max_tree_depth, bool(dense_mass), shapes)
+    t1 = time.perf_counter()
+
+    leaves = [jax.device_put(a, s) for a, s in zip(leaves, shardings)]
+    seed_, ids, _, states, inputs_, refs_, y = jax.tree.unflatten(tree, leaves)
+    start_sharding = shardings[2]
+    pieces = []
+    for begin in range(0, total, piece):       # dispatched asynchronously; waited for below
+        states, (positions, stats) = program(seed_, ids, jax.device_put(np.int32(begin), start_sharding), states,
+                                           inputs_, refs_, y)
+        pieces.append((positions, stats))
+    bar = _Progress(chains, total) if progress else None
+    out_positions, out_stats = [], []
+    for i, (positions, stats) in enumerate(pieces):
+        out_positions.append(np.asarray(positions))
+        out_stats.append({k: np.asarray(v) for k, v in stats.items()})
+        if bar is not None:
+            bar((i + 1) * piece)
+    t2 = time.perf_counter()
+
+    def draws_of(parts):        # (groups, per_group, piece, ...) pieces -> (chains, draws, ...)
+        whole = np.concatenate(parts, axis=2)[:, :, warmup:total]
+        return whole.reshape((chains,) + whole.shape[2:])
+
+    positions = draws_of(out_positions).astype(float)
+    stats = {k: draws_of([s[k] for s in out_stats]) for k in out_stats[0]}
+    timings = {"compile_s": t1 - t0, "sampling_s": t2 - t1}
+    return constrained_draws(law, positions, refs), stats, method, timings

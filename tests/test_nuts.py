@@ -16,7 +16,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from bayescale.diagnostics import ess_bulk, rank_rhat
-from bayescale.nuts import sample_chain, warmup_schedule
+from bayescale.nuts import advance, initial_state, sample_chain, warmup_schedule
 from bayescale.priors import parse_prior
 
 
@@ -112,6 +112,30 @@ def test_same_seed_same_draws_other_seed_other_draws():
     c, _, _ = run(logp, 2, chains=2, warmup=50, draws=50, seed=4)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_a_chain_run_in_pieces_equals_the_chain_run_in_one_go():
+    # the sampler calls its program ~20 times per fit; pieces must not change the draws.  The last
+    # piece runs past the end (3 x 40 > 100): those iterations must leave the state alone.
+    def logp(q):
+        return -0.5 * jnp.sum((q / jnp.array([1.0, 10.0])) ** 2)
+
+    grad = jax.value_and_grad(logp)
+    key, q0 = jax.random.PRNGKey(7), jnp.array([1.5, -3.0])
+    settings = dict(warmup=60, draws=40, target_accept=0.8, max_depth=10, dense=True)
+    whole, whole_stats, _, _ = jax.jit(lambda k, q: sample_chain(k, q, grad, **settings))(key, q0)
+
+    piece = jax.jit(lambda state, start: advance(state, key, start, grad, iterations=40, **settings))
+    state = initial_state(np.asarray(q0))
+    parts = []
+    for start in (0, 40, 80):
+        state, (positions, stats) = piece(state, np.int32(start))
+        parts.append((np.asarray(positions), np.asarray(stats["n_steps"])))
+    positions = np.concatenate([p for p, _ in parts])
+    steps = np.concatenate([s for _, s in parts])
+    assert np.array_equal(positions[60:100], np.asarray(whole))
+    assert np.array_equal(steps[60:100], np.asarray(whole_stats["n_steps"]))
+    assert (steps[100:] == 0).all() and np.array_equal(np.asarray(state["q"]), positions[99])
 
 
 @pytest.mark.parametrize("text, support", [

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import logsumexp
 
 from . import azstats
 from .errors import BayescaleError, DataError, format_rows
@@ -218,6 +217,8 @@ def log_density(fit: Fit, inputs: dict, y) -> np.ndarray:
 
 def lpd(logp: np.ndarray) -> np.ndarray:
     """``log mean_s p_s`` along axis 0 (the log posterior predictive density)."""
+    from scipy.special import logsumexp
+
     return logsumexp(logp, axis=0) - np.log(logp.shape[0])
 
 

@@ -1,7 +1,8 @@
 """A quick optimum to start NUTS from.
 
-A robust least-squares fit (``scipy.optimize.least_squares`` with a soft-L1
-loss, a few milliseconds per start) of the law in numpy, in the same
+A robust least-squares fit (soft-L1 loss, Levenberg-Marquardt on
+iteratively reweighted residuals: :func:`robust_least_squares`, a few
+milliseconds per start, and no SciPy import, ~0.2 s) of the law in numpy, in the same
 unconstrained coordinates NUTS uses, from the prior medians and a handful of
 jittered starts.  A weak pull towards the prior medians keeps directions the
 data do not identify finite.  The result seeds every chain (each jittered in
@@ -16,13 +17,62 @@ import math
 import warnings
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from .cards import Law
 from .model import hat_name, natural_values
 from .noise import apply_link, link, noise_location
 
-__all__ = ["quick_optimum"]
+__all__ = ["quick_optimum", "robust_least_squares"]
+
+
+def robust_least_squares(residuals, x0, f_scale: float, max_evals: int = 400, tol: float = 1e-10):
+    """Minimise ``f^2 sum(sqrt(1 + (r_i / f)^2) - 1)`` (soft L1) over x; returns (x, cost).
+
+    Levenberg-Marquardt with Marquardt's diagonal scaling on the Gauss-Newton
+    model of the reweighted problem (weights ``(1 + (r_i / f)^2)^-1/2``, the
+    loss's derivative, recomputed at every iterate); the Jacobian by forward
+    differences.  ``residuals`` must return finite values.  Stops when a step
+    no longer lowers the cost by a relative ``tol``, or after ``max_evals``
+    evaluations of ``residuals``.
+    """
+    f2 = float(f_scale) ** 2
+
+    def cost(r):
+        return f2 * float(np.sum(np.sqrt(1.0 + r * r / f2) - 1.0))
+
+    x = np.array(x0, float)
+    r = residuals(x)
+    c, evals, damping = cost(r), 1, 1e-3
+    eye = np.eye(x.size)
+    while evals + x.size + 1 <= max_evals:
+        h = 1.5e-8 * np.maximum(1.0, np.abs(x))
+        jac = np.stack([(residuals(x + h[j] * eye[j]) - r) / h[j] for j in range(x.size)], axis=1)
+        evals += x.size
+        w = 1.0 / np.sqrt(1.0 + r * r / f2)
+        a = jac.T @ (w[:, None] * jac)
+        g = jac.T @ (w * r)
+        scaling = np.diag(np.diag(a)) + 1e-12 * eye
+        while evals < max_evals:
+            try:
+                step = np.linalg.solve(a + damping * scaling, -g)
+            except np.linalg.LinAlgError:
+                step = None
+            if step is not None and np.all(np.isfinite(step)):
+                r_new = residuals(x + step)
+                evals += 1
+                c_new = cost(r_new)
+                if c_new < c:
+                    break
+            damping *= 10.0
+            if damping > 1e12:
+                return x, c
+        else:
+            return x, c
+        x, r, decrease, c = x + step, r_new, c - c_new, c_new
+        damping = max(damping * 0.3, 1e-12)
+        if decrease <= tol * max(c, 1e-300):
+            break
+    return x, c
 
 
 def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: dict,
@@ -44,17 +94,14 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
 
     rng = np.random.default_rng(seed)
     candidates = [z0] + [z0 + rng.uniform(-2, 2, size=z0.shape) for _ in range(starts - 1)]
-    best = None
+    best, best_cost = z0, np.inf
     for start in candidates:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                res = least_squares(residuals, start, loss="soft_l1", f_scale=0.05, max_nfev=400)
-            except ValueError:
-                continue
-        if np.isfinite(res.cost) and (best is None or res.cost < best.cost):
-            best = res
-    z = best.x if best is not None else z0
+            z, cost = robust_least_squares(residuals, start, f_scale=0.05)
+        if np.isfinite(cost) and cost < best_cost:
+            best, best_cost = z, cost
+    z = best
     values = natural_values(law, z, refs)
     out = {}
     for p, zi in zip(params, z):

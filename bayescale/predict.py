@@ -29,9 +29,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from .errors import BayescaleError, ExtrapolationWarning
+from .formula import sigmoid
 from .mixture import members, weighted_quantile
 from .noise import link, noise_cdf, noise_location, noise_scale
 from .runs import prepare_grid
@@ -98,7 +98,7 @@ class _Component:
         if self.link == "log":
             return np.exp(lo), np.exp(hi)
         if self.link == "logit":
-            return expit(lo), expit(hi)
+            return sigmoid(lo), sigmoid(hi)
         return lo, hi
 
 

@@ -19,8 +19,9 @@ Reuse across processes: tracing the program in Python takes ~0.4 s, longer
 than loading its compiled code from JAX's persistent compilation cache.  So
 the traced program is also saved, exported to StableHLO with
 :mod:`jax.export`, under ``<cache>/programs/<host>/``, keyed by everything it
-depends on (the law card's text, noise model, settings, data shapes and the
-source code of bayescale itself); a later process deserialises it instead of
+depends on (the law card's text, noise model, settings, data shapes, the
+source code of bayescale itself and NumPyro's version; the folder is per jax
+version and CPU); a later process deserialises it instead of
 tracing, and JAX then finds its compiled code in the persistent cache.  In a
 process, programs are kept in memory as well.
 """
@@ -92,7 +93,10 @@ def _program_path(key: dict) -> Path | None:
         return None
     from .jaxsetup import cache_dir, host_fingerprint
 
-    text = json.dumps({**key, "code": _code_fingerprint()}, sort_keys=True, default=str)
+    from importlib import metadata
+
+    text = json.dumps({**key, "code": _code_fingerprint(), "numpyro": metadata.version("numpyro")},
+                      sort_keys=True, default=str)
     name = hashlib.sha256(text.encode()).hexdigest()[:32]
     return cache_dir() / "programs" / host_fingerprint() / f"{name}.jaxexport"
 

@@ -56,3 +56,31 @@ def test_average_ranks_match_scipy_including_ties():
     rng = np.random.default_rng(0)
     for x in (rng.normal(size=(4, 100)), rng.integers(0, 5, size=(4, 50)).astype(float), np.ones((2, 3))):
         assert np.array_equal(_average_ranks(x), rankdata(x, method="average"))
+
+
+def test_rank_normal_scores_match_scipy_including_ties():
+    from scipy.special import ndtri
+
+    from bayescale.diagnostics import _average_ranks, _z
+
+    rng = np.random.default_rng(1)
+    for x in (rng.normal(size=(4, 500)), rng.integers(0, 7, size=(2, 300)).astype(float)):
+        expected = ndtri((_average_ranks(x).reshape(x.shape) - 0.375) / (x.size + 0.25))
+        assert np.allclose(_z(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ess_matches_arviz_on_awkward_chains(seed):
+    # antithetic chains (negative lag-1 correlation: ESS above the draw count), short chains, one chain
+    from arviz.stats.diagnostics import _ess as arviz_ess
+
+    from bayescale.diagnostics import _ess
+
+    rng = np.random.default_rng(seed)
+    shape = [(4, 1000), (2, 7), (1, 400), (4, 5), (3, 60), (4, 2000)][seed]
+    rho = [-0.6, 0.3, 0.8, 0.0, -0.2, 0.95][seed]
+    x = np.zeros(shape)
+    e = rng.normal(size=shape)
+    for t in range(1, shape[1]):
+        x[:, t] = rho * x[:, t - 1] + e[:, t]
+    assert _ess(x) == pytest.approx(arviz_ess(x), rel=1e-9)

@@ -380,3 +380,14 @@ def test_jax_logsumexp_matches_chained_logaddexp_and_has_softmax_gradient():
     grad = jax.grad(lambda x: _jax_logsumexp([x[0], x[1], x[2]]))(jnp.array([0.5, -1.0, 2.0]))
     weights = np.exp([0.5, -1.0, 2.0]) / np.exp([0.5, -1.0, 2.0]).sum()
     assert np.allclose(grad, weights, rtol=1e-6)
+
+
+def test_numpy_sigmoid_matches_scipy_to_an_ulp_over_the_whole_range():
+    from scipy.special import expit
+
+    from bayescale.formula import sigmoid
+
+    x = np.concatenate([np.linspace(-700, 800, 3001), [-1e-300, 0.0, 1e-300, 36.0, 40.0]])
+    assert np.allclose(sigmoid(x), expit(x), rtol=4e-16, atol=0)
+    # below exp's normal range both are 0 or a denormal
+    assert sigmoid(-800.0) == 0.0 and sigmoid(800.0) == 1.0 and sigmoid(-744.8) < 1e-300

@@ -171,25 +171,26 @@ def test_progress_bar_reaches_the_end_on_every_fit(epoch_runs, capfd):
 
 @pytest.mark.slow
 def test_weakly_identified_fit_passes_the_gate_across_seeds():
-    """The demo's backtest fit (Chinchilla on the 32 smallest-compute pilot runs) identifies B, E and
-    beta weakly; its tail ESS is what a less efficient trajectory criterion lost first (2 of 8 seeds
-    below the gate's 400 with Stan's full-sum U-turn check, none with the half-ends form).  Checked
-    here: the gate's ESS and R-hat thresholds.  Not checked: divergences, which this posterior's
-    neck produces rarely at target_accept 0.9 (2 in 128,000 draws over 16 seeds here; NumPyro's NUTS
-    0 in 64,000 over 8, not a distinguishable rate), so a seed may carry one."""
+    """The demo's backtest fit (Chinchilla on the 32 smallest-compute pilot runs), with the demo's
+    settings, passes the gate over 4 seeds.  The posterior identifies B, E and beta weakly: low E
+    pairs with small B and beta in a narrow neck that a chain sometimes enters and stays in for a
+    hundred draws, which is what costs tail ESS.  Measured over seeds 0-11: at the demo's target
+    acceptance 0.95 every fit passes (tail ESS min 637, median ~2000, no divergences); at 0.9, 2 of 8
+    fits had a tail ESS below the gate's 400 (and 1 of 8 with XLA's default loop compilation, whose
+    rounding gives other trajectories), which is why the demo uses 0.95."""
     import warnings
     from importlib import resources
 
     import pandas as pd
 
     import bayescale
+    from bayescale.cli.demo import FULL
 
     runs = pd.read_csv(resources.files("bayescale.data") / "pilot_chinchilla.csv")
     runs = runs[runs["C"] < runs["C"].quantile(0.8)]
     for seed in range(4):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-            fit = bayescale.fit(runs, law="chinchilla", seed=seed, draws=2000, target_accept=0.9, progress=False)
+            fit = bayescale.fit(runs, law="chinchilla", progress=False, **{**FULL, "seed": seed})
         d = fit.diagnostics
-        assert min(d.ess_tail.values()) >= 400 and min(d.ess_bulk.values()) >= 400, (seed, str(d))
-        assert max(d.r_hat.values()) <= 1.01, (seed, str(d))
+        assert d.passed, (seed, str(d))

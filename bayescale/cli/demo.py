@@ -11,7 +11,7 @@ compute budget, and writes a decision memo for a Chinchilla-sized run
 (N = 7e10, D = 1.4e12, 5.88e23 FLOPs, target loss 2.0) into ``--out``:
 ``memo.md``, ``memo.html``, ``memo.json``, the figures and ``fits/*.nc``.
 Because the generating law is known, the memo also checks the posterior
-against it.  Four NUTS fits in all; about a minute on a 2-core laptop with a
+against it.  Four NUTS fits in all; ~25 s on a 2-core laptop with a
 cold JAX compilation cache.
 """
 

@@ -1,8 +1,11 @@
 """A :class:`~bayescale.cards.Law` and a noise model as a plain NumPyro model.
 
-``model(inputs, refs, loss=None)``: with ``loss`` given it conditions on the
-observed responses; with ``loss=None`` the same function draws predictions
-(use it with :class:`numpyro.infer.Predictive`).
+``model(inputs, refs, loss=None, mask=None)``: with ``loss`` given it
+conditions on the observed responses; with ``loss=None`` the same function
+draws predictions (use it with :class:`numpyro.infer.Predictive`).  ``mask``
+(booleans, one per run) leaves the runs marked False out of the likelihood:
+the sampler pads the runs to a few fixed sizes so that one compiled program
+serves data sets of similar size.
 
 * ``inputs``: dict of input name -> 1-D array (raw units, validated > 0);
 * ``refs``: dict of reference points: ``<input>_ref`` (geometric means of the
@@ -72,9 +75,10 @@ def log_scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dic
 def make_model(law: Law, noise: str):
     """The NumPyro model function for ``law`` with the named noise model."""
 
-    def model(inputs, refs, loss=None):
+    def model(inputs, refs, loss=None, mask=None):
         import jax.numpy as jnp
         import numpyro
+        from numpyro.handlers import mask as masked
 
         values = {}
         for p in law.params:
@@ -92,7 +96,7 @@ def make_model(law: Law, noise: str):
         sigma = numpyro.sample("sigma", law.sigma_prior.dist())
         location = noise_location(noise, law, values, inputs, logs=logs)
         n = next(iter(inputs.values())).shape[0]
-        with numpyro.plate("runs", n):
+        with numpyro.plate("runs", n), masked(mask=True if mask is None else mask):
             numpyro.sample("loss", noise_distribution(noise, location, sigma, refs["loss_ref"]), obs=loss)
 
     model.__name__ = f"{law.name}_{noise}"

@@ -9,8 +9,9 @@ model's gradient once and nothing else of the model.
 The program runs a fixed number of iterations of every chain from a given
 state and returns the new state (:func:`bayescale.nuts.advance`); a fit calls
 it ~20 times, which is what the progress bar counts (no host callbacks in the
-program).  The data are arguments, so one program serves every data set of
-the same law and shape.  Chains run in parallel over host devices
+program).  The data are arguments, padded to one of a few sizes
+(:func:`padded_size`; the padding is masked out of the likelihood), so one
+program serves every data set of the same law and a similar size.  Chains run in parallel over host devices
 (``shard_map`` over a one-axis mesh); with more chains than devices each
 device runs its share one after another (``lax.map``; ``vmap`` would run
 their trajectories in lockstep and evaluate every branch of the sampler).
@@ -71,6 +72,19 @@ class _Progress:
         sys.stderr.flush()
 
 
+def padded_size(n: int) -> int:
+    """The number of rows a data set of ``n`` runs is padded to: 16, 24, 32, 48, 64, 96, ... (<= 1.5 n).
+
+    Runs past ``n`` repeat the first run and are masked out of the likelihood, so
+    that backtests, leave-one-out refits and curves of similar length share one
+    compiled program instead of compiling one each.
+    """
+    size = 16
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
 def piece_size(total: int) -> int:
     """Iterations per program call for a chain of ``total`` iterations."""
     return max(_MIN_PIECE, math.ceil(total / _PIECES))
@@ -103,7 +117,7 @@ def _program_path(key: dict) -> Path | None:
 
 def _trace(law, noise: str, groups: int, per_group: int, piece: int, warmup: int, draws: int,
            target_accept: float, max_depth: int, dense: bool, arg_specs):
-    """Trace the program: (seed, chain ids, start, states, inputs, refs, loss) -> (states, positions, stats)."""
+    """Trace the program: (seed, chain ids, start, states, inputs, refs, loss, mask) -> (states, (positions, stats))."""
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
     from numpyro.infer.util import potential_energy
@@ -113,29 +127,30 @@ def _trace(law, noise: str, groups: int, per_group: int, piece: int, warmup: int
     model = make_model(law, noise)
     names = tuple(latent_sites(law))
 
-    def one_chain(seed, chain, state, start, inputs, refs, y):
+    def one_chain(seed, chain, state, start, inputs, refs, y, mask):
         def logp(q):
             # one split, not an index per site: the gradient is then one concatenation, not a pad per site
             parts = jax.numpy.split(q, len(names))
-            return -potential_energy(model, (inputs, refs), {"loss": y}, {n: v[0] for n, v in zip(names, parts)})
+            return -potential_energy(model, (inputs, refs), {"loss": y, "mask": mask},
+                                     {n: v[0] for n, v in zip(names, parts)})
 
         key = jax.random.fold_in(jax.random.PRNGKey(seed), chain)
         return advance(state, key, start, jax.value_and_grad(logp), iterations=piece, warmup=warmup, draws=draws,
                        target_accept=target_accept, max_depth=max_depth, dense=dense)
 
-    def on_one_device(seed, chain_ids, start, states, inputs, refs, y):
+    def on_one_device(seed, chain_ids, start, states, inputs, refs, y, mask):
         # lax.map, not vmap: vmapped while-loops run in lockstep and turn every branch into a select
         states = jax.tree.map(lambda a: a[0], states)
-        out = jax.lax.map(lambda a: one_chain(seed, a[0], a[1], start, inputs, refs, y), (chain_ids[0], states))
+        out = jax.lax.map(lambda a: one_chain(seed, a[0], a[1], start, inputs, refs, y, mask),
+                          (chain_ids[0], states))
         return jax.tree.map(lambda a: a[None], out)
 
     mesh = Mesh(np.array(jax.local_devices()[:groups]), ("chains",))
     whole, split = PartitionSpec(), PartitionSpec("chains")
+    specs = (whole, split, whole, split, whole, whole, whole, whole)
     program = jax.jit(
-        jax.shard_map(on_one_device, mesh=mesh, in_specs=(whole, split, whole, split, whole, whole, whole),
-                      out_specs=split, check_vma=False),
-        in_shardings=tuple(NamedSharding(mesh, s) for s in (whole, split, whole, split, whole, whole, whole)),
-        out_shardings=NamedSharding(mesh, split))
+        jax.shard_map(on_one_device, mesh=mesh, in_specs=specs, out_specs=split, check_vma=False),
+        in_shardings=tuple(NamedSharding(mesh, s) for s in specs), out_shardings=NamedSharding(mesh, split))
     return jax.export.export(program)(*arg_specs)
 
 
@@ -218,9 +233,12 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     total = warmup + draws
     piece = piece_size(total)
     f32 = np.float32
+    n = len(loss)
+    rows = np.arange(padded_size(n))
+    rows[n:] = 0                                # the padding repeats run 0, masked out
     args = [np.uint32(seed), np.arange(chains, dtype=np.int32).reshape(groups, per_group), np.int32(0), states,
-            {k: np.asarray(v, f32) for k, v in inputs.items()}, {k: np.asarray(v, f32) for k, v in refs.items()},
-            np.asarray(loss, f32)]
+            {k: np.asarray(v, f32)[rows] for k, v in inputs.items()}, {k: np.asarray(v, f32) for k, v in refs.items()},
+            np.asarray(loss, f32)[rows], np.arange(rows.size) < n]
     leaves, tree = jax.tree.flatten(args)
     shapes = (tree, tuple((np.shape(a), np.asarray(a).dtype.str) for a in leaves))
     program, shardings = _compiled(law, noise, groups, per_group, piece, warmup, draws, float(target_accept),
@@ -228,12 +246,12 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     t1 = time.perf_counter()
 
     leaves = [jax.device_put(a, s) for a, s in zip(leaves, shardings)]
-    seed_, ids, _, states, inputs_, refs_, y = jax.tree.unflatten(tree, leaves)
+    seed_, ids, _, states, inputs_, refs_, y, mask = jax.tree.unflatten(tree, leaves)
     start_sharding = shardings[2]
     pieces = []
     for begin in range(0, total, piece):       # dispatched asynchronously; waited for below
         states, (positions, stats) = program(seed_, ids, jax.device_put(np.int32(begin), start_sharding), states,
-                                           inputs_, refs_, y)
+                                             inputs_, refs_, y, mask)
         pieces.append((positions, stats))
     bar = _Progress(chains, total) if progress else None
     out_positions, out_stats = [], []

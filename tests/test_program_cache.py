@@ -69,3 +69,49 @@ def test_the_program_key_covers_the_code_and_the_settings(monkeypatch):
     assert sampler._program_path({**key, "warmup": 999}) != base
     monkeypatch.setattr(sampler, "_code_fingerprint", lambda: "edited-source")
     assert sampler._program_path(key) != base
+
+
+def test_padded_sizes_are_few_and_waste_at_most_half():
+    sizes = [sampler.padded_size(n) for n in range(1, 5000)]
+    assert min(sizes) == 16 and len(set(sizes)) <= 20
+    assert all(n <= s <= max(16, 1.5 * n) for n, s in zip(range(1, 5000), sizes))
+
+
+def test_padding_is_masked_out_of_the_density():
+    # the padded model's log density at any point equals the unpadded one's
+    import jax.numpy as jnp
+    import numpy as np
+    from numpyro.infer.util import log_density
+
+    import bayescale
+    from bayescale.model import make_model, reference_points
+
+    law = bayescale.load_law("chinchilla")
+    rng = np.random.default_rng(0)
+    inputs = {"N": 10 ** rng.uniform(7, 9, 20), "D": 10 ** rng.uniform(9, 11, 20)}
+    loss = 1.8 + 400 / inputs["N"] ** 0.34 + 400 / inputs["D"] ** 0.28
+    refs = reference_points(law, inputs, loss)
+    model = make_model(law, "student_t_log")
+    params = {"E_hat": 0.6, "A_hat": 0.2, "B_hat": 0.3, "alpha": 0.3, "beta": 0.3, "sigma": 0.02}
+    plain, _ = log_density(model, (inputs, refs), {"loss": loss}, params)
+    rows = np.arange(sampler.padded_size(20))
+    rows[20:] = 0
+    padded, _ = log_density(model, ({k: v[rows] for k, v in inputs.items()}, refs),
+                            {"loss": loss[rows], "mask": jnp.arange(rows.size) < 20},
+                            params)
+    assert float(padded) == pytest.approx(float(plain), rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")     # 60 iterations: short on purpose
+def test_data_sets_of_similar_size_share_one_compiled_program():
+    from importlib import resources
+
+    import pandas as pd
+
+    import bayescale
+
+    runs = pd.read_csv(resources.files("bayescale.data") / "pilot_chinchilla.csv")
+    before = sampler._compiled.cache_info().misses
+    for n in (18, 20, 23):                     # all padded to 24 rows
+        bayescale.fit(runs.iloc[:n], law="chinchilla", chains=2, warmup=37, draws=23, progress=False)
+    assert sampler._compiled.cache_info().misses == before + 1

@@ -58,15 +58,21 @@ def latent_sites(law) -> dict:
 
 
 class _Progress:
-    """A one-line progress bar on stderr."""
+    """A one-line progress bar on stderr (a note, then the bar over it)."""
 
     def __init__(self, chains: int, total: int):
-        self.chains, self.total = chains, total
+        self.prefix, self.total, self.width = f"NUTS, {chains} chains", total, 0
+
+    def note(self, text: str) -> None:
+        line = f"{self.prefix}: {text}"
+        self.width = len(line)
+        sys.stderr.write("\r" + line)
+        sys.stderr.flush()
 
     def __call__(self, done: int) -> None:
         done = min(done, self.total)
         bar = "#" * int(30 * done / self.total)
-        sys.stderr.write(f"\rNUTS, {self.chains} chains [{bar:<30}] {done}/{self.total}")
+        sys.stderr.write("\r" + f"{self.prefix} [{bar:<30}] {done}/{self.total}".ljust(self.width))
         if done >= self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -241,6 +247,9 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
             np.asarray(loss, f32)[rows], np.arange(rows.size) < n]
     leaves, tree = jax.tree.flatten(args)
     shapes = (tree, tuple((np.shape(a), np.asarray(a).dtype.str) for a in leaves))
+    bar = _Progress(chains, total) if progress else None
+    if bar is not None:                         # seconds on a first fit, a fraction of one from the cache
+        bar.note("compiling the sampler (once per law and data size)")
     program, shardings = _compiled(law, noise, groups, per_group, piece, warmup, draws, float(target_accept),
                                    max_tree_depth, bool(dense_mass), shapes)
     t1 = time.perf_counter()
@@ -253,7 +262,6 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
         states, (positions, stats) = program(seed_, ids, jax.device_put(np.int32(begin), start_sharding), states,
                                              inputs_, refs_, y, mask)
         pieces.append((positions, stats))
-    bar = _Progress(chains, total) if progress else None
     out_positions, out_stats = [], []
     for i, (positions, stats) in enumerate(pieces):
         out_positions.append(np.asarray(positions))

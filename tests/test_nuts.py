@@ -164,9 +164,11 @@ def test_progress_bar_reaches_the_end_on_every_fit(epoch_runs, capfd):
     for _ in range(2):       # the bar belongs to a cached program: it must start again at 0
         bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=True)
         frames = [f for f in capfd.readouterr().err.split("\r") if f.startswith("NUTS")]
-        counts = [int(re.search(r"\] (\d+)/100", f).group(1)) for f in frames]
+        assert frames[0].startswith("NUTS, 2 chains: compiling the sampler")     # before the bar
+        counts = [int(re.search(r"\] (\d+)/100", f).group(1)) for f in frames[1:]]
         assert counts[0] < 100 and counts == sorted(counts) and counts[-1] == 100
         assert frames[-1].startswith("NUTS, 2 chains [" + "#" * 30 + "] 100/100")
+        assert len(frames[1]) >= len(frames[0])            # the bar covers the note
 
 
 @pytest.mark.slow

@@ -11,20 +11,21 @@ state and returns the new state (:func:`bayescale.nuts.advance`); a fit calls
 it ~20 times, which is what the progress bar counts (no host callbacks in the
 program).  The data are arguments, padded to one of a few sizes
 (:func:`padded_size`; the padding is masked out of the likelihood), so one
-program serves every data set of the same law and a similar size.  Chains run in parallel over host devices
-(``shard_map`` over a one-axis mesh); with more chains than devices each
-device runs its share one after another (``lax.map``; ``vmap`` would run
-their trajectories in lockstep and evaluate every branch of the sampler).
+program serves every data set of the same law and a similar size.  Chains
+run in parallel over host devices (``shard_map`` over a one-axis mesh); with
+more chains than devices each device runs its share one after another
+(``lax.map``; ``vmap`` would run their trajectories in lockstep and evaluate
+every branch of the sampler).
 
-Reuse across processes: tracing the program in Python takes ~0.4 s, longer
-than loading its compiled code from JAX's persistent compilation cache.  So
-the traced program is also saved, exported to StableHLO with
+Reuse across processes: tracing the program in Python takes ~0.5-0.7 s,
+longer than loading its compiled code from JAX's persistent compilation
+cache.  So the traced program is also saved, exported to StableHLO with
 :mod:`jax.export`, under ``<cache>/programs/<host>/``, keyed by everything it
 depends on (the law card's text, noise model, settings, data shapes, the
 source code of bayescale itself and NumPyro's version; the folder is per jax
-version and CPU); a later process deserialises it instead of
-tracing, and JAX then finds its compiled code in the persistent cache.  In a
-process, programs are kept in memory as well.
+version and CPU); a later process deserialises it instead of tracing, and
+JAX then finds its compiled code in the persistent cache.  In a process,
+programs are kept in memory as well.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -113,19 +115,25 @@ def _program_path(key: dict) -> Path | None:
         return None
     from .jaxsetup import cache_dir, host_fingerprint
 
-    from importlib import metadata
-
     text = json.dumps({**key, "code": _code_fingerprint(), "numpyro": metadata.version("numpyro")},
                       sort_keys=True, default=str)
     name = hashlib.sha256(text.encode()).hexdigest()[:32]
     return cache_dir() / "programs" / host_fingerprint() / f"{name}.jaxexport"
 
 
-def _trace(law, noise: str, groups: int, per_group: int, piece: int, warmup: int, draws: int,
-           target_accept: float, max_depth: int, dense: bool, arg_specs):
+def _mesh(groups: int):
+    """A one-axis mesh over the first ``groups`` local devices: one group of chains per device."""
+    import jax
+    from jax.sharding import Mesh
+
+    return Mesh(np.array(jax.local_devices()[:groups]), ("chains",))
+
+
+def _trace(law, noise: str, groups: int, piece: int, warmup: int, draws: int, target_accept: float,
+           max_depth: int, dense: bool, arg_specs):
     """Trace the program: (seed, chain ids, start, states, inputs, refs, loss, mask) -> (states, (positions, stats))."""
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jax.sharding import NamedSharding, PartitionSpec
     from numpyro.infer.util import potential_energy
 
     from .model import make_model
@@ -151,7 +159,7 @@ def _trace(law, noise: str, groups: int, per_group: int, piece: int, warmup: int
                           (chain_ids[0], states))
         return jax.tree.map(lambda a: a[None], out)
 
-    mesh = Mesh(np.array(jax.local_devices()[:groups]), ("chains",))
+    mesh = _mesh(groups)
     whole, split = PartitionSpec(), PartitionSpec("chains")
     specs = (whole, split, whole, split, whole, whole, whole, whole)
     program = jax.jit(
@@ -161,13 +169,13 @@ def _trace(law, noise: str, groups: int, per_group: int, piece: int, warmup: int
 
 
 @lru_cache(maxsize=32)
-def _compiled(law, noise: str, groups: int, per_group: int, piece: int, warmup: int, draws: int,
-              target_accept: float, max_depth: int, dense: bool, shapes: tuple):
+def _compiled(law, noise: str, groups: int, piece: int, warmup: int, draws: int, target_accept: float,
+              max_depth: int, dense: bool, shapes: tuple):
     """The compiled program and the shardings of its arguments (from disk, or traced and saved)."""
     import jax
 
     arg_specs = jax.tree.unflatten(shapes[0], [jax.ShapeDtypeStruct(s, np.dtype(t)) for s, t in shapes[1]])
-    key = {"law": law.text, "noise": noise, "groups": groups, "per_group": per_group, "piece": piece,
+    key = {"law": law.text, "noise": noise, "groups": groups, "piece": piece,
            "warmup": warmup, "draws": draws, "target_accept": target_accept, "max_depth": max_depth,
            "dense": dense, "args": str(shapes)}
     path = _program_path(key)
@@ -178,8 +186,7 @@ def _compiled(law, noise: str, groups: int, per_group: int, piece: int, warmup: 
         except Exception:       # unreadable or from an incompatible jax: trace again (and overwrite)
             exported = None
     if exported is None:
-        exported = _trace(law, noise, groups, per_group, piece, warmup, draws, target_accept, max_depth, dense,
-                          arg_specs)
+        exported = _trace(law, noise, groups, piece, warmup, draws, target_accept, max_depth, dense, arg_specs)
         try:
             blob = exported.serialize()
         except ImportError:     # jax.export needs flatbuffers to serialise; without it, trace in every process
@@ -187,23 +194,24 @@ def _compiled(law, noise: str, groups: int, per_group: int, piece: int, warmup: 
         if path is not None:
             _write_atomically(path, blob)
             exported = jax.export.deserialize(blob)   # the same module a later process will compile
-    from jax.sharding import Mesh
-
-    mesh = Mesh(np.array(jax.local_devices()[:groups]), ("chains",))
-    shardings = exported.in_shardings_jax(mesh)
+    shardings = exported.in_shardings_jax(_mesh(groups))
     leaves, tree = jax.tree.flatten(arg_specs)
     placed = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s) for a, s in zip(leaves, shardings)]
     return jax.jit(exported.call).lower(*jax.tree.unflatten(tree, placed)).compile(), shardings
 
 
 def _write_atomically(path: Path, blob) -> None:
+    """Write ``blob`` to ``path`` via a temporary file (a concurrent reader never sees half a file)."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as fh:
+            tmp = fh.name
             fh.write(blob)
-        os.replace(fh.name, path)
+        os.replace(tmp, path)
     except OSError:             # a read-only cache costs a re-trace next time, nothing else
-        pass
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
@@ -250,7 +258,7 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     bar = _Progress(chains, total) if progress else None
     if bar is not None:                         # seconds on a first fit, a fraction of one from the cache
         bar.note("compiling the sampler (once per law and data size)")
-    program, shardings = _compiled(law, noise, groups, per_group, piece, warmup, draws, float(target_accept),
+    program, shardings = _compiled(law, noise, groups, piece, warmup, draws, float(target_accept),
                                    max_tree_depth, bool(dense_mass), shapes)
     t1 = time.perf_counter()
 

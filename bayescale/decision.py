@@ -245,4 +245,3 @@ def _least_log_compute(law, params: dict, target, log_lo: float, log_hi: float, 
         hi = np.where(reached, mid, hi)
         lo = np.where(reached, lo, mid)
     return hi
-

@@ -70,7 +70,6 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     overrides the card's noise model; ``mapping`` renames columns
     (``{"loss": "val_loss"}``).
     """
-
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
     noise = noise or law.noise

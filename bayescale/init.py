@@ -1,10 +1,10 @@
 """A quick optimum to start NUTS from.
 
 A robust least-squares fit (soft-L1 loss, Levenberg-Marquardt on
-iteratively reweighted residuals: :func:`robust_least_squares`, a few
-milliseconds per start, and no SciPy import, ~0.2 s) of the law in numpy, in the same
-unconstrained coordinates NUTS uses, from the prior medians and a handful of
-jittered starts.  A weak pull towards the prior medians keeps directions the
+iteratively reweighted residuals, :func:`robust_least_squares`: a few
+milliseconds per start, and no SciPy import to pay, ~0.2 s) of the law in
+numpy, in the same unconstrained coordinates NUTS uses, from the prior
+medians and a handful of jittered starts.  A weak pull towards the prior medians keeps directions the
 data do not identify finite.  The result seeds every chain (each jittered in
 unconstrained space), which removes the sensitivity to initialisation that a
 random start inside the prior has for laws with weakly identified

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import PriorError
+from .formula import sigmoid
 
 __all__ = ["PRIORS", "Prior", "parse_prior"]
 
@@ -69,8 +70,7 @@ class Prior:
         lo, hi = self.bounds
         z = np.asarray(z, float)
         if math.isfinite(lo) and math.isfinite(hi):
-            with np.errstate(over="ignore"):
-                return lo + (hi - lo) / (1.0 + np.exp(-z))
+            return lo + (hi - lo) * sigmoid(z)
         if math.isfinite(lo):
             return lo + np.exp(z)
         if math.isfinite(hi):

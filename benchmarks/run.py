@@ -8,8 +8,9 @@
 Figures are printed as text and, last, as one JSON object.  Timings are
 whole-process wall times of separate processes (imports and compilation
 included), so ratios compare what a user waits for.  The fit benchmark runs
-``bayescale fit`` twice with a fresh, empty JAX compilation cache (cold) and
-once more with the cache it left behind (warm).  Baselines are in
+``bayescale fit`` in pairs (3 by default): once with a fresh, empty cache
+(cold: no compiled code, no saved sampler) and once more with the cache it
+left behind (warm); medians are reported.  Baselines are in
 ``benchmarks/baselines.py``.  The data are read in place from
 ``../shared/datasets`` (never copied into the repository).
 """

@@ -18,7 +18,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 from ..checks import positive_number
 from ..errors import BayescaleError
 from ._common import _allocatable, _fit_names

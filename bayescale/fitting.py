@@ -57,10 +57,35 @@ def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, los
         return noise_logpdf(noise, np.asarray(loss, float), location, scale)
 
 
+def _references(law, inputs: dict, loss, reference) -> tuple[dict, dict]:
+    """The reference points (``<input>_ref``, ``loss_ref``) and where each came from."""
+    refs = reference_points(law, inputs, loss)
+    source = {k: "data" for k in refs}
+    if not law.response.scale:
+        source["loss_ref"] = "fixed (the response is not scaled)"
+    if reference is None:
+        return refs, source
+    if not isinstance(reference, dict):
+        raise BayescaleError(f"reference must be a dict such as {{'loss': 3.0}}, got {type(reference).__name__}")
+    names = {"loss": "loss_ref", law.response.name: "loss_ref"} | {i: f"{i}_ref" for i in law.input_names}
+    for key, value in reference.items():
+        if key not in names:
+            raise BayescaleError(f"reference {key!r} is not an input or the response of law {law.name!r}; "
+                                 f"give one of {sorted(set(names))}")
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 3e38):
+            raise BayescaleError(f"reference {key!r} must be a positive number below 3e38, got {value!r}")
+        if names[key] == "loss_ref" and not law.response.scale:
+            raise BayescaleError(f"law {law.name!r} does not scale its priors by the response; "
+                                 f"reference {key!r} has no effect")
+        refs[names[key]] = float(value)
+        source[names[key]] = "given"
+    return refs, source
+
+
 def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, mapping=None,
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
-        progress: bool | None = None) -> Fit:
+        reference: dict | None = None, progress: bool | None = None) -> Fit:
     """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
 
     ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
@@ -68,7 +93,10 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     ``formula`` + ``priors`` (e.g. ``"E + A / N**alpha"`` and
     ``{"E": "LogNormal(0, 1)", ...}``) or ``card`` (a TOML file).  ``noise``
     overrides the card's noise model; ``mapping`` renames columns
-    (``{"loss": "val_loss"}``).
+    (``{"loss": "val_loss"}``).  ``reference`` fixes reference points that the
+    card's priors are scaled by, e.g. ``{"loss": 3.0}`` or ``{"N": 1e8}``; by
+    default each is the geometric mean of that column in the runs (for the
+    response this is an empirical-Bayes choice; the fit records which).
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
@@ -86,7 +114,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
 
     inputs = table.input_arrays()
     loss = table.response_array()
-    refs = reference_points(law, inputs, loss)
+    refs, ref_source = _references(law, inputs, loss, reference)
     t_init = time.perf_counter()
     start = quick_optimum(law, noise, inputs, loss, refs, seed=seed)
     start.pop("_natural")
@@ -120,6 +148,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed,
                 "target_accept": target_accept, "dense_mass": dense_mass,
                 "max_tree_depth": max_tree_depth, "chain_method": method, "sampler": "bayescale.nuts",
+                "reference": ref_source,
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
     grads = int(steps.sum())
     timings = {"init_s": t_init, "mcmc_s": t_mcmc, **t_chains, "postprocess_s": t_post,

@@ -31,7 +31,7 @@ log-sum-exp form of ``log mu``; ``logit mu = log mu - log1p(-mu)``).
 from __future__ import annotations
 
 __all__ = ["LINKS", "NOISE_MODELS", "STUDENT_T_DF", "link", "noise_cdf", "noise_distribution",
-           "noise_location", "noise_logpdf", "noise_scale", "apply_link", "uses_log_mean"]
+           "noise_location", "noise_logpdf", "noise_sample", "noise_scale", "apply_link", "uses_log_mean"]
 
 #: Degrees of freedom of the Student-t noise (fixed: heavy enough tails for
 #: outlying runs, light enough that sigma stays identified).
@@ -85,6 +85,21 @@ def noise_distribution(noise: str, location, sigma, loss_scale=1.0):
     if noise == "normal_logit":
         return dist.TransformedDistribution(dist.Normal(location, sigma), SigmoidTransform())
     raise ValueError(f"unknown noise model {noise!r}; choose one of {', '.join(NOISE_MODELS)}")
+
+
+def noise_sample(noise: str, location, scale, rng):
+    """Draws of the raw response (numpy) given ``location`` and ``scale`` as in :func:`noise_cdf`."""
+    import numpy as np
+
+    location = np.asarray(location, float)
+    if noise == "student_t_log":
+        return np.exp(location + scale * rng.standard_t(STUDENT_T_DF, location.shape))
+    g = location + scale * rng.standard_normal(location.shape)
+    if noise == "normal_log":
+        return np.exp(g)
+    if noise == "normal_logit":
+        return 1.0 / (1.0 + np.exp(-g))
+    return g
 
 
 def noise_scale(noise: str, sigma, loss_ref: float):

@@ -91,6 +91,32 @@ class Prior:
             return np.log(hi - v)
         return v
 
+    def sample(self, rng: np.random.Generator, size=None) -> np.ndarray:
+        """Draws from the prior in numpy (for prior predictive simulation and SBC)."""
+        f, a = self.family, self.args
+        if f == "Uniform":
+            return rng.uniform(a[0], a[1], size)
+        if f == "Normal":
+            return rng.normal(a[0], a[1], size)
+        if f == "HalfNormal":
+            return np.abs(rng.normal(0.0, a[0], size))
+        if f == "LogNormal":
+            return np.exp(rng.normal(a[0], a[1], size))
+        if f == "Exponential":
+            return rng.exponential(1.0 / a[0], size)
+        if f == "Gamma":
+            return rng.gamma(a[0], 1.0 / a[1], size)
+        if f == "Beta":
+            return rng.beta(a[0], a[1], size)
+        if f == "StudentT":
+            return a[1] + a[2] * rng.standard_t(a[0], size)
+        if f == "HalfCauchy":
+            return np.abs(a[0] * rng.standard_cauchy(size))
+        from scipy.special import ndtr, ndtri      # TruncatedNormal: inverse CDF
+
+        lo, hi = ndtr((a[2] - a[0]) / a[1]), ndtr((a[3] - a[0]) / a[1])
+        return np.clip(a[0] + a[1] * ndtri(rng.uniform(lo, hi, size)), a[2], a[3])
+
     def dist(self):
         """The NumPyro distribution."""
         import numpyro.distributions as dist

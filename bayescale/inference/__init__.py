@@ -1,0 +1,1 @@
+"""Inference machinery beyond a single fit: simulation-based calibration (:mod:`.sbc`)."""

@@ -1,0 +1,144 @@
+"""Simulation-based calibration (Talts, Betancourt, Simpson, Vehtari, Gelman 2018).
+
+For a law, a noise model and a fixed design (the inputs of the runs), each
+replication draws every sampled coordinate and sigma from its prior, simulates
+the responses from the model, fits them with the package's own ``fit`` and
+records the rank of the true value of every reported parameter among
+``thin`` equally spaced posterior draws.  If the sampler returns the exact
+posterior, every rank is uniform on ``0 .. thin``; deviations show a biased or
+over/under-dispersed posterior, and truths beyond all draws (rank 0 or
+``thin``) show tails the sampler does not reach.
+
+Validity needs a prior that does not look at the data.  The cards scale
+their priors by reference points: the inputs' geometric means are functions
+of the design (fixed here, so they are constants), and ``loss_ref`` is fixed
+by ``reference={"loss": loss_ref}`` in both the simulation and the fits (by
+default a fit sets it from the data, an empirical-Bayes step; a fixed value
+makes the model a fixed-prior one, which is what SBC tests).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..model import natural_values, reference_points
+from ..noise import noise_location, noise_sample, noise_scale
+
+__all__ = ["SBC", "rank_uniformity", "sbc", "simulate"]
+
+
+def simulate(law, noise: str, inputs: dict, refs: dict, rng: np.random.Generator):
+    """One draw of (truth, responses) from the prior predictive of ``law`` with ``noise``.
+
+    ``truth``: every sampled coordinate (site name), every natural parameter and sigma.
+    """
+    from ..sampler import latent_sites
+
+    sites = latent_sites(law)
+    values = {name: float(prior.sample(rng)) for name, prior in sites.items()}
+    z = [sites[name].unconstrain(values[name]) for name in list(sites)[:-1]]
+    natural = {k: float(v) for k, v in natural_values(law, z, refs).items()}
+    xs = {k: np.asarray(v, float) for k, v in inputs.items()}
+    with np.errstate(all="ignore"):
+        location = noise_location(noise, law, natural, xs, xp="numpy")
+        scale = noise_scale(noise, values["sigma"], refs["loss_ref"])
+        y = noise_sample(noise, np.broadcast_to(location, next(iter(xs.values())).shape), scale, rng)
+    return {**values, **natural}, np.asarray(y, float)
+
+
+def rank_uniformity(ranks: np.ndarray, thin: int, bins: int) -> float:
+    """p-value of Pearson's chi-square test that ``ranks`` (0..thin) are uniform, in ``bins`` equal bins."""
+    from scipy.special import gammaincc
+
+    ranks = np.asarray(ranks, int)
+    edges = np.linspace(0, thin + 1, bins + 1)
+    counts = np.histogram(ranks, bins=edges)[0]
+    expected = len(ranks) * np.diff(edges) / (thin + 1)
+    stat = float(np.sum((counts - expected) ** 2 / expected))
+    return float(gammaincc((bins - 1) / 2, stat / 2))
+
+
+@dataclass(frozen=True)
+class SBC:
+    """The result of :func:`sbc`: one row per replication in ``table``."""
+
+    law: str
+    noise: str
+    thin: int
+    table: pd.DataFrame          # rep, passed, seconds, ess_bulk_per_s, rank_<param>...
+    params: tuple[str, ...]
+    problems: tuple[str, ...]    # per failed replication: its gate problems
+
+    @property
+    def pass_rate(self) -> float:
+        return float(self.table["passed"].mean())
+
+    def p_values(self, bins: int = 10) -> dict:
+        return {p: rank_uniformity(self.table[f"rank_{p}"], self.thin, bins) for p in self.params}
+
+    def outside(self) -> dict:
+        """Per parameter: (replications with truth below all draws, above all draws)."""
+        return {p: (int((self.table[f"rank_{p}"] == 0).sum()), int((self.table[f"rank_{p}"] == self.thin).sum()))
+                for p in self.params}
+
+    def expected_outside(self) -> float:
+        """Expected count of truths beyond all draws on one side: reps / (thin + 1)."""
+        return len(self.table) / (self.thin + 1)
+
+    def __str__(self) -> str:
+        pv, out = self.p_values(), self.outside()
+        lines = [f"SBC of {self.law} ({self.noise}): {len(self.table)} replications, "
+                 f"gate pass rate {self.pass_rate:.3f}, expected beyond all draws per side "
+                 f"{self.expected_outside():.1f}"]
+        lines += [f"  {p:<10} rank p = {pv[p]:.3f}   below/above all draws {out[p][0]}/{out[p][1]}"
+                  for p in self.params]
+        return "\n".join(lines)
+
+
+def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: float = 3.0,
+        noise: str | None = None, thin: int = 99, progress: bool = False, **fit_kwargs) -> SBC:
+    """Simulation-based calibration of ``law`` on the fixed ``design`` (a table of its inputs).
+
+    Each replication ``r`` simulates with ``numpy.random.default_rng([seed, r])`` and fits
+    with ``seed=r`` and ``reference={"loss": loss_ref}``; ``fit_kwargs`` go to
+    :func:`bayescale.fit` (default settings otherwise).
+    """
+    from ..cards import resolve_law
+    from ..errors import ConvergenceWarning
+    from ..fitting import fit
+
+    law = resolve_law(law)
+    noise = noise or law.noise
+    inputs = {k: design[k].to_numpy(float) for k in law.input_names}
+    refs = reference_points(law, inputs, np.ones(1))
+    refs["loss_ref"] = float(loss_ref) if law.response.scale else 1.0
+    params = tuple(law.param_names) + ("sigma",)
+    rows, problems = [], []
+    for r in range(reps):
+        rng = np.random.default_rng([seed, r])
+        truth, y = simulate(law, noise, inputs, refs, rng)
+        runs = pd.DataFrame({**inputs, law.response.name: y})
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            f = fit(runs, law=law, noise=noise, seed=r, progress=False,
+                    reference={"loss": loss_ref} if law.response.scale else None, **fit_kwargs)
+        row = {"rep": r, "passed": f.diagnostics.passed, "seconds": time.perf_counter() - t0,
+               "ess_bulk_per_s": f.timings.get("ess_bulk_per_s", math.nan)}
+        for p in params:
+            d = f.draws(p).reshape(-1)
+            picks = d[np.linspace(0, d.size - 1, thin).round().astype(int)]
+            row[f"rank_{p}"] = int(np.sum(picks < truth[p]))
+            row[f"true_{p}"] = truth[p]
+        rows.append(row)
+        if not f.diagnostics.passed:
+            problems.append(f"rep {r}: " + "; ".join(f.diagnostics.problems))
+        if progress:
+            print(f"sbc {law.name}: {r + 1}/{reps} fits, {sum(x['passed'] for x in rows)} passed", flush=True)
+    return SBC(law.name, noise, thin, pd.DataFrame(rows), params, tuple(problems))

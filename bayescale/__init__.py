@@ -9,13 +9,13 @@ from .jaxsetup import configure as _configure
 _configure()
 
 from .backtest import Backtest, backtest, rollout  # noqa: E402
-from .cards import Law, law_from_file, law_from_formula, list_laws, load_law  # noqa: E402
+from .cards import Law, law_from_file, law_from_formula, list_laws, load_law, with_priors  # noqa: E402
 from .compare import Comparison, compare, stacking_weights  # noqa: E402
 from .decision import Choice, PlanRegret, choose_allocation, compute_for_loss, plan_regret  # noqa: E402
 from .diagnostics import Diagnostics  # noqa: E402
 from .errors import (  # noqa: E402
     BayescaleError, CardError, ConvergenceWarning, DataError, DataWarning, ExtrapolationWarning,
-    FitFileError, FormulaError, PriorError,
+    FitFileError, FitRetried, FormulaError, PriorError,
 )
 from .fitting import fit  # noqa: E402
 from .model import make_model  # noqa: E402
@@ -28,9 +28,9 @@ from .runs import Runs, prepare_runs  # noqa: E402
 __all__ = [
     "Allocation", "Backtest", "BayescaleError", "CardError", "Choice", "Comparison",
     "ConvergenceWarning", "DataError", "DataWarning", "Diagnostics", "ExtrapolationWarning", "Fit",
-    "FitFileError", "FormulaError", "Law", "NOISE_MODELS", "PlanRegret", "PriorError", "Runs",
+    "FitFileError", "FitRetried", "FormulaError", "Law", "NOISE_MODELS", "PlanRegret", "PriorError", "Runs",
     "backtest", "choose_allocation", "compare", "compute_for_loss", "fit", "law_from_file",
     "law_from_formula", "list_laws", "load_fit", "load_law", "make_model", "optimal", "plan_regret",
-    "predict", "prepare_runs", "rollout", "stacking_weights",
+    "predict", "prepare_runs", "rollout", "stacking_weights", "with_priors",
 ]
 __version__ = "0.1.0"

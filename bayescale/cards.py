@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from .priors import Prior, parse_prior
 
 __all__ = [
     "InputSpec", "Law", "ParamSpec", "ResponseSpec", "law_from_file", "law_from_formula",
-    "list_laws", "load_law", "resolve_law",
+    "list_laws", "load_law", "resolve_law", "with_priors",
 ]
 
 KINDS = ("parameters", "tokens", "flops", "examples", "loss", "other")
@@ -89,22 +89,71 @@ class Law:
     exponents: tuple[str, ...] = ()
     text: str = field(default="", repr=False)
     source: str = "builtin"
+    derived: tuple[tuple[str, Expr], ...] = ()
+    overridden: tuple[tuple[str, str, str], ...] = ()    # (name, card prior, prior used)
 
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.inputs)
 
     @property
-    def param_names(self) -> tuple[str, ...]:
+    def coord_names(self) -> tuple[str, ...]:
+        """The sampled coordinates (the parameters with priors), in card order."""
         return tuple(p.name for p in self.params)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The law's natural parameters (what the formula uses and summaries report): the derived
+        parameters, then the sampled coordinates the formula uses directly."""
+        used = self.formula.names | {n for _, e in self.lets for n in e.names}
+        direct = tuple(p.name for p in self.params if p.name in used)
+        return tuple(n for n, _ in self.derived) + direct
+
+    @property
+    def reported_names(self) -> tuple[str, ...]:
+        """Every parameter in the posterior: the natural ones, then sampled coordinates only used to derive them."""
+        natural = self.param_names
+        return natural + tuple(n for n in self.coord_names if n not in natural)
+
+    def derived_values(self, values: dict, refs: dict, xp: str = "jax", logs: dict | None = None):
+        """(values, logs) of the derived parameters from the coordinates' ``values`` and the reference points.
+
+        Logs are computed in the stable form where a derived parameter is provably positive,
+        e.g. Kaplan's ``N_c = N_ref * g**(alpha_D / alpha_N) * L_c**(1 / alpha_N)``, whose
+        value overflows float32 while its log never does.
+        """
+        positive = set(refs) | {p.name for p in self.params if p.prior.positive}
+        scope = Scope({**refs, **values}, dict((n, e.tree) for n, e in self.derived), positive, xp, logs,
+                      unit=self.unit_params)
+        out, out_logs = {}, {}
+        for name, _ in self.derived:
+            if scope.name_positive(name):   # exp(log): no intermediate power can overflow
+                out_logs[name] = scope.log_value(name)
+                out[name] = scope.fns["exp"](out_logs[name])
+            else:
+                out[name] = scope.value(name)
+        return out, out_logs
 
     @property
     def hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
 
     def _scope(self, params: dict, inputs: dict, xp: str, logs: dict | None = None) -> Scope:
-        positive = set(self.input_names) | {p.name for p in self.params if p.prior.positive}
+        positive = set(self.input_names) | self.positive_params
         return Scope({**inputs, **params}, dict((n, e.tree) for n, e in self.lets), positive, xp, logs)
+
+    @property
+    def unit_params(self) -> set:
+        """Sampled coordinates whose prior lies inside [0, 1] (fractions such as ``f_E``)."""
+        return {p.name for p in self.params if 0 <= p.prior.bounds[0] and p.prior.bounds[1] <= 1}
+
+    @property
+    def positive_params(self) -> set:
+        """Natural parameters known to be positive (positive priors, provably positive derivations)."""
+        positive = {p.name for p in self.params if p.prior.positive}
+        scope = Scope({}, dict((n, e.tree) for n, e in self.derived),
+                      positive | {f"{i}_ref" for i in self.input_names} | {"loss_ref"}, unit=self.unit_params)
+        return positive | {n for n, e in self.derived if is_positive(e.tree, scope)}
 
     def mean(self, params: dict, inputs: dict, xp: str = "jax", logs: dict | None = None):
         """The law's value at ``inputs`` (arrays broadcast against parameter arrays).
@@ -153,7 +202,8 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
     except tomllib.TOMLDecodeError as exc:
         raise CardError(f"{where} is not valid TOML: {exc}") from None
     known = {"name", "title", "citation", "description", "formula", "noise", "irreducible",
-             "exponents", "sigma_prior", "response", "inputs", "let", "cost", "params"}
+             "exponents", "sigma_prior", "response", "inputs", "let", "cost", "params", "derived",
+             "prior_overrides"}
     unknown = sorted(set(card) - known)
     if unknown:
         raise CardError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
@@ -167,10 +217,12 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
     if not raw_params:
         raise CardError(f"{where}: [params] must declare at least one parameter")
     raw_lets = _get(card, "let", dict, where, default={})
-    clash = (set(raw_inputs) & set(raw_params)) | (set(raw_lets) & (set(raw_inputs) | set(raw_params)))
+    raw_derived = _get(card, "derived", dict, where, default={})
+    groups = [set(raw_inputs), set(raw_params), set(raw_lets), set(raw_derived)]
+    clash = {n for i, a in enumerate(groups) for b in groups[i + 1:] for n in a & b}
     if clash:
-        raise CardError(f"{where}: names {sorted(clash)} are declared twice (inputs/params/let)")
-    reserved = {n for n in list(raw_params) + list(raw_lets) + list(raw_inputs)
+        raise CardError(f"{where}: names {sorted(clash)} are declared twice (inputs/params/derived/let)")
+    reserved = {n for n in list(raw_params) + list(raw_lets) + list(raw_inputs) + list(raw_derived)
                 if n.endswith("_hat") or n.endswith("_ref") or n in ("sigma", "loss")}
     if reserved:
         raise CardError(f"{where}: names {sorted(reserved)} are reserved (sigma, loss, *_hat, *_ref)")
@@ -204,7 +256,20 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
         params.append(ParamSpec(pname, prior, _get(spec, "meaning", str, pw, default=""),
                                 scale_expr, _get(spec, "prior_note", str, pw, default="")))
 
-    lets, known_names = [], set(raw_inputs) | set(raw_params)
+    params, overridden = _apply_overrides(card, params, where)
+    sigma_override = None
+    for name, old, new in overridden:
+        if name == "sigma":
+            sigma_override = new
+
+    derived, derived_names = [], set(raw_params) | refs
+    for dname, dtext in raw_derived.items():
+        if not isinstance(dtext, str):
+            raise CardError(f"{where}: derived {dname!r} must be a formula string over the parameters")
+        derived.append((dname, compile_expr(dtext, derived_names, f"{where} derived {dname!r}")))
+        derived_names.add(dname)
+
+    lets, known_names = [], set(raw_inputs) | set(raw_params) | set(raw_derived)
     for lname, ltext in raw_lets.items():
         if not isinstance(ltext, str):
             raise CardError(f"{where}: let {lname!r} must be a formula string")
@@ -213,7 +278,7 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
 
     formula = compile_expr(_get(card, "formula", str, where, required=True), known_names,
                            f"{where} formula")
-    unused = set(raw_params) - formula.names - {n for _, e in lets for n in e.names}
+    unused = (set(raw_params) | set(raw_derived)) - formula.names - {n for _, e in lets + derived for n in e.names}
     if unused:
         raise CardError(f"{where}: parameters {sorted(unused)} have priors but the formula never uses them")
 
@@ -235,10 +300,12 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
     irreducible = _get(card, "irreducible", str, where)
     exponents = tuple(_get(card, "exponents", list, where, default=[]))
     for p in ([irreducible] if irreducible else []) + list(exponents):
-        if p not in raw_params:
+        if p not in raw_params and p not in raw_derived:
             raise CardError(f"{where}: {p!r} (irreducible/exponents) is not a parameter")
     sigma_prior = parse_prior(_get(card, "sigma_prior", str, where, default="HalfNormal(0.1)"),
                               f"{where} sigma_prior")
+    if sigma_override is not None:
+        sigma_prior = parse_prior(sigma_override, f"{where} prior override for sigma")
     if not sigma_prior.positive:
         raise CardError(f"{where}: sigma_prior must have positive support, got {sigma_prior}")
 
@@ -248,7 +315,62 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
         sigma_prior=sigma_prior, citation=_get(card, "citation", str, where, default=""),
         description=_get(card, "description", str, where, default=""), lets=tuple(lets),
         cost=cost_expr, irreducible=irreducible, exponents=exponents, text=text, source=source,
+        derived=tuple(derived), overridden=tuple(overridden),
     )
+
+
+def _apply_overrides(card: dict, params: list, where: str):
+    """The ``[prior_overrides]`` table (written by :func:`with_priors`): name -> prior string."""
+    raw = _get(card, "prior_overrides", dict, where, default={})
+    by_name = {p.name: p for p in params}
+    derived = _get(card, "derived", dict, where, default={})
+    overridden = []
+    for name, text in raw.items():
+        if name == "sigma":
+            overridden.append(("sigma", _get(card, "sigma_prior", str, where, default="HalfNormal(0.1)"),
+                               str(parse_prior(text, f"{where} prior override for sigma"))))
+            continue
+        if name in derived:
+            raise CardError(f"{where}: {name!r} is derived ({name} = {derived[name]}), so it has no prior of its "
+                            f"own; set the prior of one of the sampled parameters "
+                            f"{', '.join(by_name)} or sigma instead (bayescale show lists what each is)")
+        if name not in by_name:
+            raise CardError(f"{where}: no parameter {name!r} to set a prior on; the card's parameters with "
+                            f"priors are {', '.join(by_name)} and sigma")
+        prior = parse_prior(text, f"{where} prior override for {name!r}")
+        overridden.append((name, str(by_name[name].prior), str(prior)))
+        by_name[name] = replace(by_name[name], prior=prior)
+    return [by_name[p.name] for p in params], overridden
+
+
+def with_priors(law: "Law", priors: dict) -> "Law":
+    """``law`` with some of its priors replaced: ``{"alpha": "Uniform(0.4, 0.45)", "sigma": ...}``.
+
+    A prior given for a scaled parameter is on the same dimensionless quantity as the card's
+    (``bayescale show`` says what each prior is on).  The overrides are appended to the card's
+    text as a ``[prior_overrides]`` table, so a saved fit records them and reloads them.
+    """
+    if not isinstance(priors, dict) or not all(isinstance(k, str) for k in priors):
+        raise CardError(f"priors must be a dict of parameter name -> prior string, got {priors!r}")
+    if not priors:
+        return law
+    try:
+        existing = tomllib.loads(law.text).get("prior_overrides", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"card {law.name!r}: its text is not valid TOML: {exc}") from None
+    merged = {**existing, **priors}
+    for k, v in merged.items():
+        if not isinstance(v, str):
+            raise CardError(f"prior for {k!r} must be a string such as 'Uniform(0, 1)', got {v!r}")
+    text = law.text
+    if existing:   # replace the earlier table (always the last one in the text)
+        text = text[: text.rindex("\n[prior_overrides]")]
+    table = "\n".join(f"{_bare_key(k)} = {_toml_str(v)}" for k, v in merged.items())
+    return law_from_text(text.rstrip("\n") + "\n\n[prior_overrides]\n" + table + "\n", source=law.source)
+
+
+def _bare_key(key: str) -> str:
+    return key if key.replace("_", "a").isalnum() and key.isascii() else _toml_str(key)
 
 
 def _card_dir():
@@ -330,16 +452,22 @@ class _AnyName(set):
 
 
 def resolve_law(law=None, *, formula=None, priors=None, card=None, **kwargs) -> Law:
-    """One of: a :class:`Law`, a built-in name, a card path, or a formula + priors."""
+    """One of: a :class:`Law`, a built-in name, a card path, or a formula + priors.
+
+    With ``law`` or ``card``, ``priors`` overrides the card's priors on the parameters it
+    names (see :func:`with_priors`); with ``formula`` it gives every parameter's prior.
+    """
     given = [x is not None for x in (law, formula, card)]
     if sum(given) != 1:
         raise BayescaleError("give exactly one of law=<name or Law>, formula=<string>, card=<path>")
+    if formula is not None:
+        return law_from_formula(formula, priors or {}, **kwargs)
     if isinstance(law, Law):
-        return law
-    if law is not None:
+        resolved = law
+    elif law is not None:
         if not isinstance(law, str):
             raise BayescaleError(f"law must be a name or a Law, got {type(law).__name__}")
-        return load_law(law)
-    if card is not None:
-        return law_from_file(card)
-    return law_from_formula(formula, priors or {}, **kwargs)
+        resolved = load_law(law)
+    else:
+        resolved = law_from_file(card)
+    return with_priors(resolved, priors) if priors else resolved

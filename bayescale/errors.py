@@ -14,6 +14,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "DataWarning",
+    "FitRetried",
     "ExtrapolationWarning",
     "FitFileError",
     "FormulaError",
@@ -65,6 +66,10 @@ def format_rows(rows, limit: int = 8) -> str:
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     word = "row" if len(rows) == 1 else "rows"
     return f"{word} {head}{more}"
+
+
+class FitRetried(UserWarning):
+    """A fit failed the diagnostics gate and was refitted once with more effort (the warning says how)."""
 
 
 class ExtrapolationWarning(UserWarning):

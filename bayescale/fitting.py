@@ -23,7 +23,7 @@ import numpy as np
 from .cards import resolve_law
 from .checks import check_int
 from .diagnostics import diagnose
-from .errors import BayescaleError, ConvergenceWarning
+from .errors import BayescaleError, ConvergenceWarning, FitRetried
 from .init import quick_optimum
 from .model import reference_points
 from .noise import NOISE_MODELS, noise_location, noise_logpdf, noise_scale
@@ -31,7 +31,7 @@ from .result import Fit, Samples
 from .runs import prepare_runs
 from .sampler import run_chains
 
-__all__ = ["fit"]
+__all__ = ["fit", "retry_settings"]
 
 def _versions() -> dict:
     out = {"python": sys.version.split()[0]}
@@ -82,10 +82,61 @@ def _references(law, inputs: dict, loss, reference) -> tuple[dict, dict]:
     return refs, source
 
 
+def retry_settings(diagnostics, run: dict) -> dict:
+    """The sampler settings for a second attempt after a failed gate: what each failure calls for.
+
+    Divergences: a higher target acceptance (smaller steps), 0.95, or 0.99 from 0.95 up.
+    A saturated tree depth: two more levels (at most 15).  R-hat or ESS: twice the warm-up
+    and twice the draws (ESS grows with the draws, and a longer warm-up adapts the metric
+    to a ridge better).  The gate itself is never changed.
+    """
+    again = dict(run)
+    problems = " ".join(diagnostics.problems)
+    if diagnostics.divergences > 0:
+        again["target_accept"] = 0.99 if run["target_accept"] >= 0.95 else 0.95
+    if diagnostics.saturated > 0:
+        again["max_tree_depth"] = min(15, run["max_tree_depth"] + 2)
+    if "R-hat" in problems or "effective sample size" in problems or again == run:
+        again["warmup"] = 2 * run["warmup"]
+        again["draws"] = 2 * run["draws"]
+    return again
+
+
+def _describe(changed: dict) -> str:
+    names = {"target_accept": "target acceptance", "max_tree_depth": "max tree depth",
+             "warmup": "warm-up", "draws": "draws per chain"}
+    return ", ".join(f"{names.get(k, k)} {v}" for k, v in changed.items())
+
+
+def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool):
+    """One NUTS run with the settings ``run``: (Samples, Diagnostics, chain method, timings)."""
+    t_mcmc = time.perf_counter()
+    posterior, stats, method, t_chains = run_chains(law, noise, start, inputs, refs, loss, progress=progress,
+                                                    **run)
+    t_mcmc = time.perf_counter() - t_mcmc
+    t_post = time.perf_counter()
+    ll = pointwise_log_likelihood(law, noise, posterior, inputs, loss, refs)
+    steps = stats["n_steps"]
+    sample_stats = {
+        "diverging": stats["diverging"],
+        "n_steps": steps,
+        "tree_depth": stats["tree_depth"],
+        "energy": stats["energy"].astype(float),
+        "acceptance_rate": stats["accept_prob"].astype(float),
+        "step_size": stats["step_size"].astype(float),
+    }
+    var_names = list(law.reported_names) + ["sigma"]
+    diagnostics = diagnose(posterior, sample_stats, var_names, run["max_tree_depth"])
+    t_post = time.perf_counter() - t_post
+    timings = {"mcmc_s": t_mcmc, **t_chains, "postprocess_s": t_post, "gradients_sampling": int(steps.sum()),
+               "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_chains["sampling_s"], 1e-9)}
+    return Samples(posterior, ll, sample_stats), diagnostics, method, timings
+
+
 def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, mapping=None,
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
-        reference: dict | None = None, progress: bool | None = None) -> Fit:
+        reference: dict | None = None, retry: bool = True, progress: bool | None = None) -> Fit:
     """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
 
     ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
@@ -97,6 +148,11 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     card's priors are scaled by, e.g. ``{"loss": 3.0}`` or ``{"N": 1e8}``; by
     default each is the geometric mean of that column in the runs (for the
     response this is an empirical-Bayes choice; the fit records which).
+    ``priors`` with ``law``/``card`` overrides the card's prior on the parameters it
+    names (``{"alpha": "Uniform(0.4, 0.45)"}``; the fit records them).  A fit that fails
+    the diagnostics gate is refitted once with the settings its failure calls for
+    (:func:`retry_settings`), with a :class:`~bayescale.errors.FitRetried` warning;
+    ``retry=False`` turns that off.
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
@@ -122,42 +178,31 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
 
     if progress is None:
         progress = sys.stderr.isatty()
+    run = dict(chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=float(target_accept),
+               max_tree_depth=max_tree_depth, dense_mass=dense_mass)
+    samples, diagnostics, method, t_run = _sample(law, noise, start, inputs, refs, loss, run, progress)
+    retried = None
+    if not diagnostics.passed and retry:
+        again = retry_settings(diagnostics, run)
+        first = diagnostics
+        samples, diagnostics, method, t_run = _sample(law, noise, start, inputs, refs, loss, again, progress)
+        retried = {"first_attempt": {k: run[k] for k in again}, "first_problems": list(first.problems),
+                   "changed": {k: again[k] for k in again if again[k] != run[k]}}
+        run = again
+        warnings.warn(f"the first fit of {law.name!r} failed the diagnostics gate ({'; '.join(first.problems)}); "
+                      f"refitted once with {_describe(retried['changed'])}: "
+                      + ("passed" if diagnostics.passed else "failed again"), FitRetried, stacklevel=2)
 
-    t_mcmc = time.perf_counter()
-    posterior, stats, method, t_chains = run_chains(
-        law, noise, start, inputs, refs, loss, chains=chains, warmup=warmup, draws=draws, seed=seed,
-        target_accept=float(target_accept), max_tree_depth=max_tree_depth, dense_mass=dense_mass,
-        progress=progress)
-    t_mcmc = time.perf_counter() - t_mcmc
-
-    t_post = time.perf_counter()
-    ll = pointwise_log_likelihood(law, noise, posterior, inputs, loss, refs)
-    steps = stats["n_steps"]
-    sample_stats = {
-        "diverging": stats["diverging"],
-        "n_steps": steps,
-        "tree_depth": stats["tree_depth"],
-        "energy": stats["energy"].astype(float),
-        "acceptance_rate": stats["accept_prob"].astype(float),
-        "step_size": stats["step_size"].astype(float),
-    }
-    var_names = list(law.param_names) + ["sigma"]
-    diagnostics = diagnose(posterior, sample_stats, var_names, max_tree_depth)
-    t_post = time.perf_counter() - t_post
-
-    settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed,
-                "target_accept": target_accept, "dense_mass": dense_mass,
-                "max_tree_depth": max_tree_depth, "chain_method": method, "sampler": "bayescale.nuts",
-                "reference": ref_source,
+    settings = {**run, "chain_method": method, "sampler": "bayescale.nuts", "reference": ref_source,
+                "retry": retry, "retried": retried,
+                "priors_overridden": {n: {"card": old, "used": new} for n, old, new in law.overridden},
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
-    grads = int(steps.sum())
-    timings = {"init_s": t_init, "mcmc_s": t_mcmc, **t_chains, "postprocess_s": t_post,
-               "total_s": time.perf_counter() - t0, "gradients_sampling": grads,
-               "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_chains["sampling_s"], 1e-9)}
-    result = Fit(samples=Samples(posterior, ll, sample_stats), law=law, noise=noise, runs=table, refs=refs, settings=settings,
+    timings = {"init_s": t_init, **t_run, "total_s": time.perf_counter() - t0}
+    result = Fit(samples=samples, law=law, noise=noise, runs=table, refs=refs, settings=settings,
                  versions=_versions(), diagnostics=diagnostics, timings=timings)
     if not diagnostics.passed:
-        warnings.warn(f"fit of {law.name!r} failed the diagnostics gate: "
+        warnings.warn(f"fit of {law.name!r} failed the diagnostics gate"
+                      + (" after one automatic refit" if retried else "") + ": "
                       + "; ".join(diagnostics.problems) + ". Try: " + "; ".join(diagnostics.advice),
                       ConvergenceWarning, stacklevel=2)
     return result

@@ -217,12 +217,14 @@ class Scope:
 
     ``values`` maps input and parameter names to arrays; ``lets`` maps
     intermediate names to compiled trees (evaluated on first use, cached);
-    ``positive`` is the set of names known to be positive.
+    ``positive`` is the set of names known to be positive, ``unit`` those known
+    to lie in (0, 1) (so that ``1 - name`` is positive).
     """
 
     def __init__(self, values: dict, lets: dict | None = None, positive=frozenset(), xp="jax",
-                 logs: dict | None = None):
+                 logs: dict | None = None, unit=frozenset()):
         self.values = dict(values)
+        self.unit = set(unit)
         self.lets = dict(lets or {})
         self.positive = set(positive)
         self.fns = backend(xp)
@@ -288,6 +290,9 @@ def is_positive(tree: tuple, scope: Scope) -> bool:
         return scope.name_positive(tree[1])
     if kind in ("add", "mul", "div"):
         return is_positive(tree[1], scope) and is_positive(tree[2], scope)
+    if kind == "sub":   # 1 - u for a name known to lie in (0, 1)
+        left, right = tree[1], tree[2]
+        return left[0] == "num" and left[1] >= 1 and right[0] == "name" and right[1] in scope.unit
     if kind == "pow":
         return is_positive(tree[1], scope)
     if kind == "call":

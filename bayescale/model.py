@@ -14,7 +14,11 @@ serves data sets of similar size.
 Parameters with a ``scale`` in the card are sampled as dimensionless
 ``<name>_hat`` with the card's prior, and recorded as the natural value
 ``<name> = <name>_hat * scale`` (a deterministic site).  Parameters without a
-scale are sampled directly.  The noise scale is the site ``sigma``.
+scale are sampled directly.  A card's ``[derived]`` parameters (the law's
+natural parameters when the card samples other coordinates, e.g. the loss at
+the data's centre and the irreducible fraction) are deterministic sites
+computed from those, their logs in the stable form.  The noise scale is the
+site ``sigma``.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ def scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dict:
 
 
 def natural_values(law: Law, z, refs: dict) -> dict:
-    """Every law parameter's natural value (numpy) from its sampled site's unconstrained value.
+    """Every parameter's value (numpy) from the sampled sites' unconstrained values: the natural
+    parameters (derived ones included) and the sampled coordinates, as ``law.reported_names``.
 
     ``z``: one value or array per parameter, in ``law.params`` order (the model's site
     order, :func:`bayescale.sampler.latent_sites`, without sigma).  A scaled parameter is
@@ -58,7 +63,11 @@ def natural_values(law: Law, z, refs: dict) -> dict:
     for p, zi in zip(law.params, z):
         if p.scale is not None:
             values[p.name] = p.prior.constrain(zi) * scales[p.name]
-    return {p.name: values[p.name] for p in law.params}
+    if law.derived:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            derived, _ = law.derived_values(values, refs, xp="numpy")
+        values.update({k: np.asarray(v, float) for k, v in derived.items()})
+    return {name: values[name] for name in law.reported_names}
 
 
 def log_scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dict:
@@ -93,6 +102,11 @@ def make_model(law: Law, noise: str):
                 values[p.name] = numpyro.deterministic(p.name, hat * scales[p.name])
                 if p.prior.positive:  # the law sees log(value) = log(hat) + log(scale), finite
                     logs[p.name] = jnp.log(hat) + log_scales[p.name]
+        if law.derived:
+            derived, derived_logs = law.derived_values(values, refs, logs=logs)
+            for name, value in derived.items():
+                values[name] = numpyro.deterministic(name, value)
+            logs.update(derived_logs)
         sigma = numpyro.sample("sigma", law.sigma_prior.dist())
         location = noise_location(noise, law, values, inputs, logs=logs)
         n = next(iter(inputs.values())).shape[0]

@@ -74,7 +74,7 @@ class Fit:
 
     @property
     def var_names(self) -> list[str]:
-        return list(self.law.param_names) + ["sigma"]
+        return list(self.law.reported_names) + ["sigma"]
 
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of one variable, flattened over chains: shape (S,), float64.
@@ -145,7 +145,7 @@ def load_fit(path) -> Fit:
     table[meta["response"]] = np.asarray(obs["loss"])
     runs = Runs(table=table, inputs=tuple(meta["inputs"]), response=meta["response"],
                 source=meta["runs_source"], derived=tuple(meta["derived"]))
-    var_names = list(law.param_names) + ["sigma"]
+    var_names = list(law.reported_names) + ["sigma"]
     samples = Samples(
         posterior={k: np.asarray(idata.posterior[k]) for k in var_names},
         log_likelihood=np.asarray(idata.log_likelihood["loss"]),

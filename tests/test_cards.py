@@ -16,7 +16,7 @@ from numpyro.infer.util import log_density
 import bayescale
 from bayescale.cards import STANDARD_INPUTS, law_from_text
 from bayescale.errors import CardError, FormulaError, PriorError
-from bayescale.model import hat_name, reference_points
+from bayescale.model import hat_name, natural_values, reference_points
 from bayescale.noise import link
 
 LAWS = bayescale.list_laws()
@@ -104,8 +104,12 @@ def test_prior_predictive_is_finite_and_positive(prior_draws):
         if p.scale is None:
             assert np.all((draws[p.name] >= lo) & (draws[p.name] <= hi)), p.name
     assert np.all(draws["sigma"] > 0)
-    # the law's mean at every draw, in float64
-    params = {p: draws[p][:, None] for p in law.param_names}
+    # the law's mean at every draw, in float64 (derived parameters recomputed from the sampled
+    # coordinates in float64: Kaplan's N_c = N_ref * g_N**(alpha_D / alpha_N) * L_c**(1 / alpha_N)
+    # exceeds float32 for some prior draws, which is why the model uses its log)
+    z = [p.prior.unconstrain(draws[hat_name(p.name) if p.scale is not None else p.name]) for p in law.params]
+    natural = natural_values(law, z, refs)
+    params = {p: natural[p][:, None] for p in law.param_names}
     x = {k: v[None, :] for k, v in inputs.items()}
     mean = np.asarray(law.mean(params, x, xp="numpy"))
     log_mean = np.asarray(law.log_mean(params, x, xp="numpy"))
@@ -152,7 +156,7 @@ def test_model_conditions_on_observed_loss():
     inputs, response = data_like_inputs(law)
     refs = reference_points(law, inputs, response)
     model = bayescale.make_model(law, "student_t_log")
-    params = {"E_hat": 0.5, "A_hat": 0.2, "B_hat": 0.3, "alpha": 0.35, "beta": 0.35, "sigma": 0.05}
+    params = {"L_c_hat": 1.0, "f_E": 0.5, "g_N": 0.4, "alpha": 0.35, "beta": 0.35, "sigma": 0.05}
     lp_obs, trace = log_density(model, (inputs, refs), {"loss": response}, params)
     assert trace["loss"]["is_observed"]
     lp_other, _ = log_density(model, (inputs, refs), {"loss": response * 1.5}, params)
@@ -175,7 +179,7 @@ def test_user_card_file_works_like_the_builtin(tmp_path):
     # the same model: identical log density at the same point
     inputs, response = data_like_inputs(builtin)
     refs = reference_points(builtin, inputs, response)
-    params = {"E_hat": 0.5, "A_hat": 0.2, "B_hat": 0.3, "alpha": 0.35, "beta": 0.35, "sigma": 0.05}
+    params = {"L_c_hat": 1.0, "f_E": 0.5, "g_N": 0.4, "alpha": 0.35, "beta": 0.35, "sigma": 0.05}
     lp = [float(log_density(bayescale.make_model(law, law.noise), (inputs, refs), {"loss": response},
                             params)[0]) for law in (builtin, user)]
     assert lp[0] == lp[1]

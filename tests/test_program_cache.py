@@ -92,7 +92,7 @@ def test_padding_is_masked_out_of_the_density():
     loss = 1.8 + 400 / inputs["N"] ** 0.34 + 400 / inputs["D"] ** 0.28
     refs = reference_points(law, inputs, loss)
     model = make_model(law, "student_t_log")
-    params = {"E_hat": 0.6, "A_hat": 0.2, "B_hat": 0.3, "alpha": 0.3, "beta": 0.3, "sigma": 0.02}
+    params = {"L_c_hat": 1.0, "f_E": 0.6, "g_N": 0.4, "alpha": 0.3, "beta": 0.3, "sigma": 0.02}
     plain, _ = log_density(model, (inputs, refs), {"loss": loss}, params)
     rows = np.arange(sampler.padded_size(20))
     rows[20:] = 0

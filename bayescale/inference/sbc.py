@@ -77,7 +77,13 @@ class SBC:
 
     @property
     def pass_rate(self) -> float:
+        """Share of replications whose fit passed the gate (after the automatic refit, if any)."""
         return float(self.table["passed"].mean())
+
+    @property
+    def first_pass_rate(self) -> float:
+        """Share of replications whose first attempt passed the gate."""
+        return float(self.table["first_passed"].mean())
 
     def p_values(self, bins: int = 10) -> dict:
         return {p: rank_uniformity(self.table[f"rank_{p}"], self.thin, bins) for p in self.params}
@@ -94,7 +100,7 @@ class SBC:
     def __str__(self) -> str:
         pv, out = self.p_values(), self.outside()
         lines = [f"SBC of {self.law} ({self.noise}): {len(self.table)} replications, "
-                 f"gate pass rate {self.pass_rate:.3f}, expected beyond all draws per side "
+                 f"gate pass rate {self.pass_rate:.3f} (first attempt {self.first_pass_rate:.3f}), expected beyond all draws per side "
                  f"{self.expected_outside():.1f}"]
         lines += [f"  {p:<10} rank p = {pv[p]:.3f}   below/above all draws {out[p][0]}/{out[p][1]}"
                   for p in self.params]
@@ -110,7 +116,7 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
     :func:`bayescale.fit` (default settings otherwise).
     """
     from ..cards import resolve_law
-    from ..errors import ConvergenceWarning
+    from ..errors import ConvergenceWarning, FitRetried
     from ..fitting import fit
 
     law = resolve_law(law)
@@ -118,7 +124,7 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
     inputs = {k: design[k].to_numpy(float) for k in law.input_names}
     refs = reference_points(law, inputs, np.ones(1))
     refs["loss_ref"] = float(loss_ref) if law.response.scale else 1.0
-    params = tuple(law.param_names) + ("sigma",)
+    params = tuple(law.reported_names) + ("sigma",)
     rows, problems = [], []
     for r in range(reps):
         rng = np.random.default_rng([seed, r])
@@ -127,9 +133,11 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", FitRetried)
             f = fit(runs, law=law, noise=noise, seed=r, progress=False,
                     reference={"loss": loss_ref} if law.response.scale else None, **fit_kwargs)
-        row = {"rep": r, "passed": f.diagnostics.passed, "seconds": time.perf_counter() - t0,
+        row = {"rep": r, "passed": f.diagnostics.passed, "first_passed": f.settings.get("retried") is None,
+               "seconds": time.perf_counter() - t0,
                "ess_bulk_per_s": f.timings.get("ess_bulk_per_s", math.nan)}
         for p in params:
             d = f.draws(p).reshape(-1)

@@ -257,10 +257,7 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
                                 scale_expr, _get(spec, "prior_note", str, pw, default="")))
 
     params, overridden = _apply_overrides(card, params, where)
-    sigma_override = None
-    for name, old, new in overridden:
-        if name == "sigma":
-            sigma_override = new
+    sigma_override = next((used for pname, _, used in overridden if pname == "sigma"), None)
 
     derived, derived_names = [], set(raw_params) | refs
     for dname, dtext in raw_derived.items():

@@ -112,7 +112,21 @@ class Fit:
         table = self.summary()
         lines = [f"{self.law.name}: {self.law.formula}   noise: {self.noise}   runs: {len(self.runs)}",
                  table.to_string(float_format=lambda v: f"{v:.4g}"), str(self.diagnostics)]
+        lines += notes(self)
         return "\n".join(lines)
+
+
+def notes(fit: Fit) -> list[str]:
+    """Lines a reader of a summary must see: overridden priors, a fixed reference, an automatic refit."""
+    out = [f"prior overridden: {name} ~ {new} (the card's prior: {old})" for name, old, new in fit.law.overridden]
+    given = {k: v for k, v in fit.settings.get("reference", {}).items() if v == "given"}
+    out += [f"reference point fixed: {k} = {fit.refs[k]:g}" for k in given]
+    retried = fit.settings.get("retried")
+    if retried:
+        changed = ", ".join(f"{k} {v}" for k, v in retried["changed"].items())
+        out.append(f"refitted once automatically ({changed}) after the first attempt failed the gate: "
+                   + "; ".join(retried["first_problems"]))
+    return out
 
 
 def summary_table(fit: Fit) -> pd.DataFrame:

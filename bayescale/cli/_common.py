@@ -166,6 +166,8 @@ def fit_report(fit, wall_s: float | None = None, **extra) -> dict:
 
 def fit_text(fit, wall_s: float | None = None) -> str:
     """The human-readable form of :func:`fit_report`."""
+    from ..result import notes
+
     table = fit.summary().rename(columns={"q5": "5%", "q95": "95%"})
     law = fit.law
     s = fit.settings
@@ -179,6 +181,7 @@ def fit_text(fit, wall_s: float | None = None) -> str:
         "",
         str(fit.diagnostics),
     ]
+    lines += notes(fit)
     t = fit.timings or {}
     wall = wall_s if wall_s is not None else t.get("total_s")
     if wall is not None:

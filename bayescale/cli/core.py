@@ -34,6 +34,8 @@ def register(subparsers) -> None:
                               description="Show one law card in full.")
     p.add_argument("law", nargs="?", help="a built-in law name (see `bayescale laws`)")
     p.add_argument("--card", metavar="PATH", help="a law card TOML file instead of a built-in name")
+    p.add_argument("--prior", action="append", default=[], metavar="NAME=PRIOR",
+                   help="show the card with this prior replaced, as `fit --prior` would use it")
     add_json(p)
     p.set_defaults(func=run_show)
 
@@ -56,7 +58,14 @@ def register(subparsers) -> None:
                                          'are inputs; every other name is a parameter needing --prior)')
     which.add_argument("--card", metavar="PATH", help="a law card TOML file")
     p.add_argument("--prior", action="append", default=[], metavar="NAME=PRIOR",
-                   help='prior for a --formula parameter, e.g. "alpha=Uniform(0.05, 1)" (repeat per parameter)')
+                   help='prior for a parameter, e.g. "alpha=Uniform(0.05, 1)" (repeat per parameter): every '
+                        'parameter of a --formula needs one; with --law or --card it replaces that card prior '
+                        '(on the same quantity: `bayescale show` says what each prior is on)')
+    p.add_argument("--reference", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a reference point the priors are scaled by, e.g. loss=3.0 or N=1e8 "
+                        "(default: the geometric mean of that column over the runs)")
+    p.add_argument("--no-retry", dest="retry", action="store_false",
+                   help="do not refit once with more effort when the fit fails the diagnostics gate")
     from ..noise import NOISE_MODELS
 
     p.add_argument("--noise", choices=list(NOISE_MODELS),
@@ -95,6 +104,7 @@ def law_info(law) -> dict:
     roles.update({e: "exponent" for e in law.exponents})
     return {
         "name": law.name, "title": law.title, "source": law.source, "card_hash": law.hash,
+        "roles": roles,
         "formula": str(law.formula),
         "response": {"name": law.response.name, "meaning": law.response.meaning,
                      "units": law.response.units, "scaled": law.response.scale},
@@ -105,8 +115,12 @@ def law_info(law) -> dict:
         "params": [{"name": p.name, "prior": str(p.prior),
                     "scale": str(p.scale) if p.scale is not None else None,
                     "prior_on": prior_on(p),
-                    "role": roles.get(p.name), "meaning": p.meaning, "prior_note": p.prior_note}
+                    "role": roles.get(p.name), "meaning": p.meaning, "prior_note": p.prior_note,
+                    "overridden": any(n == p.name for n, _, _ in law.overridden)}
                    for p in law.params],
+        "derived": {name: str(expr) for name, expr in law.derived},
+        "natural_params": list(law.param_names),
+        "priors_overridden": [{"name": n, "card": old, "used": new} for n, old, new in law.overridden],
         "noise": law.noise, "noise_description": NOISE_MODELS[law.noise],
         "sigma_prior": str(law.sigma_prior),
         "cost": f"C = {law.cost}" if law.cost is not None else None,
@@ -175,18 +189,32 @@ def show_text(info: dict) -> str:
         if x["derive"]:
             line += f"; if missing, derived as {x['name']} = {x['derive']}"
         out.append(line)
-    out += ["", "parameters (a prior with a scale is on the dimensionless value / scale; "
-                "*_ref are the data's geometric means):"]
+    head = "sampled parameters (NUTS samples these, with these priors)" if info["derived"] else "parameters"
+    out += ["", head + ":", _wrap(
+        "A prior with a scale is on the dimensionless value / scale. Reference points: <input>_ref is the "
+        "geometric mean of that input over the runs; loss_ref is the geometric mean of the observed "
+        "response, an empirical-Bayes choice that the fit records (fix it with --reference loss=VALUE, "
+        "Python reference={'loss': VALUE}).", "  ")]
     w = max(len(p["name"]) for p in info["params"])
     for p in info["params"]:
         role = f"  ({p['role']})" if p["role"] else ""
         out.append(f"  {p['name']:<{w}}  {p['meaning']}{role}")
         on = f" on {p['prior_on']}" if p["scale"] else ""
-        out.append(f"  {'':<{w}}  prior: {p['prior']}{on}")
+        changed = " (overridden; the card's prior is " + next(
+            o["card"] for o in info["priors_overridden"] if o["name"] == p["name"]) + ")" if p["overridden"] else ""
+        out.append(f"  {'':<{w}}  prior: {p['prior']}{on}{changed}")
         if p["prior_note"]:
             pad = "  " + " " * w + "  "
             out.append(_wrap(p["prior_note"], pad + "      ", first=pad + "note: "))
-    out += ["", f"noise:    {info['noise']} ({info['noise_description']}); sigma ~ {info['sigma_prior']}"]
+    if info["derived"]:
+        out += ["", "natural parameters (reported; their priors follow from the sampled parameters' priors):"]
+        w = max(len(name) for name in info["derived"])
+        for name, expr in info["derived"].items():
+            role = f"  ({info['roles'][name]})" if name in info["roles"] else ""
+            out.append(f"  {name:<{w}} = {expr}{role}")
+    sigma_note = next((f" (overridden; the card's prior is {o['card']})" for o in info["priors_overridden"]
+                       if o["name"] == "sigma"), "")
+    out += ["", f"noise:    {info['noise']} ({info['noise_description']}); sigma ~ {info['sigma_prior']}{sigma_note}"]
     out.append(f"cost:     {info['cost'] or 'none (the law has no compute cost: it does not use both N and D)'}")
     if info["citation"]:
         out.append(_wrap(info["citation"], " " * 10, first="citation: "))
@@ -195,13 +223,15 @@ def show_text(info: dict) -> str:
 
 
 def run_show(args) -> int:
-    from ..cards import law_from_file, load_law
+    from ..cards import law_from_file, load_law, with_priors
     from ..errors import BayescaleError
 
     if (args.law is None) == (args.card is None):
         raise BayescaleError("show needs a law name or --card PATH (one of them); "
                              "`bayescale laws` lists the built-in laws")
     law = load_law(args.law) if args.law is not None else law_from_file(args.card)
+    if args.prior:
+        law = with_priors(law, parse_prior_options(args.prior))
     info = law_info(law)
     emit(args, info, show_text(info))
     return 0
@@ -216,15 +246,15 @@ def run_fit(args) -> int:
     from ..runs import parse_mapping
 
     out = check_out_path(args.out, args.force)
-    if args.prior and args.formula is None:
-        raise BayescaleError("--prior is only for --formula; a law card (--law, --card) states its own priors")
-    priors = parse_prior_options(args.prior) if args.formula is not None else None
+    priors = parse_prior_options(args.prior) if args.prior else None
+    reference = parse_reference_options(args.reference) if args.reference else None
     mapping = parse_mapping(args.map)
     t0 = time.perf_counter()
     result = fit(args.runs, args.law, formula=args.formula, priors=priors, card=args.card,
                  noise=args.noise, mapping=mapping, chains=args.chains, warmup=args.warmup,
                  draws=args.draws, seed=args.seed, target_accept=args.target_accept,
-                 max_tree_depth=args.max_tree_depth, progress=args.progress)
+                 max_tree_depth=args.max_tree_depth, reference=reference, retry=args.retry,
+                 progress=args.progress)
     wall = time.perf_counter() - t0
     if out is not None:
         result.save(out, force=args.force)
@@ -233,6 +263,23 @@ def run_fit(args) -> int:
         text += f"\nsaved: {out}"
     emit(args, fit_report(result, wall, out=str(out) if out else None), text)
     return 0
+
+
+def parse_reference_options(items) -> dict[str, float]:
+    """``["loss=3.0", "N=1e8"]`` -> ``{"loss": 3.0, "N": 1e8}``."""
+    from ..errors import BayescaleError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not name.strip() or number is None:
+            raise BayescaleError(f"--reference {item!r} is not NAME=NUMBER (e.g. loss=3.0)")
+        out[name.strip()] = number
+    return out
 
 
 def run_summary(args) -> int:

@@ -18,6 +18,7 @@ from .errors import (  # noqa: E402
     FitFileError, FitRetried, FormulaError, PriorError,
 )
 from .fitting import fit  # noqa: E402
+from .inference.sensitivity import Sensitivity, prior_sensitivity  # noqa: E402
 from .model import make_model  # noqa: E402
 from .noise import NOISE_MODELS  # noqa: E402
 from .optimal import Allocation, optimal  # noqa: E402
@@ -31,6 +32,6 @@ __all__ = [
     "FitFileError", "FitRetried", "FormulaError", "Law", "NOISE_MODELS", "PlanRegret", "PriorError", "Runs",
     "backtest", "choose_allocation", "compare", "compute_for_loss", "fit", "law_from_file",
     "law_from_formula", "list_laws", "load_fit", "load_law", "make_model", "optimal", "plan_regret",
-    "predict", "prepare_runs", "rollout", "stacking_weights", "with_priors",
+    "predict", "prepare_runs", "prior_sensitivity", "rollout", "Sensitivity", "stacking_weights", "with_priors",
 ]
 __version__ = "0.1.0"

@@ -136,3 +136,40 @@ def test_reference_fixes_loss_ref_and_is_recorded():
                        ({"loss": float("nan")}, "positive number"), ([3.0], "must be a dict")]:
         with pytest.raises(BayescaleError, match=words):
             bayescale.fit(runs, law="chinchilla", reference=bad)
+
+
+def test_widen_rules():
+    from bayescale.inference.sensitivity import widen
+    from bayescale.priors import parse_prior
+
+    cases = {"Normal(0, 1)": "Normal(0, 2)", "LogNormal(-1, 1.5)": "LogNormal(-1, 3)",
+             "HalfNormal(0.1)": "HalfNormal(0.2)", "Exponential(2)": "Exponential(1)",
+             "Gamma(4, 2)": "Gamma(1, 0.5)", "Beta(1.5, 1.5)": "Beta(1.25, 1.25)",
+             "Beta(0.5, 0.5)": "Beta(0.25, 0.25)", "Uniform(0.02, 0.5)": "Uniform(0.02, 0.98)",
+             "StudentT(3, 0, 1)": "StudentT(3, 0, 2)", "TruncatedNormal(0, 1, -1, 1)": "TruncatedNormal(0, 2, -1, 1)"}
+    for before, after in cases.items():
+        assert str(widen(parse_prior(before), 2.0)) == after
+    g = widen(parse_prior("Gamma(4, 2)"), 2.0)      # same mean 2, sd 1 -> 2
+    assert g.args[0] / g.args[1] == pytest.approx(2.0) and (g.args[0] ** 0.5 / g.args[1]) == pytest.approx(2.0)
+
+
+def test_prior_sensitivity_separates_identified_from_prior_driven_parameters():
+    """Data-constrained law on single-epoch runs: R_D_star (the value of repeated data) is not
+    identified without repeated runs, so its posterior is its prior and widens with it (width
+    ratio ~2 in log terms, well above 1.5); E and alpha are pinned by the data (shift < 0.5 sd)."""
+    from bayescale.inference.sensitivity import prior_sensitivity
+
+    runs = pilot_chinchilla().assign(U=lambda d: d["D"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = bayescale.fit(runs, law="data_constrained", chains=2, warmup=500, draws=500, seed=1, progress=False)
+        at = {"N": np.array([1e10]), "D": np.array([2e11]), "U": np.array([2e11])}
+        s = prior_sensitivity(f, factor=2.0, quantities={"loss_at_1e22": lambda g: g.law.mean(
+            {k: g.draws(k)[:, None] for k in g.law.param_names}, at, xp="numpy")})
+    t = s.table
+    assert t.loc["R_D_star", "width_ratio"] > 1.5
+    assert abs(t.loc["E", "shift_sd"]) < 0.5 and abs(t.loc["alpha", "shift_sd"]) < 0.5
+    assert "R_D_star" in s.moved(0.0) and "E" not in s.moved(0.5)
+    assert s.priors["alpha"] == ("Uniform(0.1, 1)", "Uniform(0.1, 1.9)")
+    assert s.wide_fit.law.overridden and "prior sensitivity" in str(s)
+    assert "loss_at_1e22" in t.index

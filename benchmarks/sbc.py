@@ -5,7 +5,7 @@
     python benchmarks/sbc.py --cards-from c1ef75b   # the cards as they were at a git revision (before)
 
 For each card: replications drawn from the card's own prior on a fixed design
-(:data:`DESIGNS`; reference loss fixed at 3, see :mod:`bayescale.inference.sbc`),
+(:func:`bayescale.inference.sbc.catalogue_design`; reference loss fixed at 3, see :mod:`bayescale.inference.sbc`),
 each fitted at the defaults (4 x (1000 + 1000), one automatic refit on a failed
 gate).  Printed per card: the gate pass rate (first attempt, and after the refit),
 the smallest rank-uniformity p-value over the reported parameters (chi-square,
@@ -31,35 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _pilot() -> pd.DataFrame:
-    return pd.read_csv(ROOT / "bayescale" / "data" / "pilot_chinchilla.csv")
-
-
-def design(card: str) -> pd.DataFrame:
-    """The fixed inputs an SBC of ``card`` simulates at (what a small pilot study has)."""
-    x = np.logspace(6, 8.5, 20)                           # 20 log-spaced x over 2.5 decades
-    pilot = _pilot()                                      # 40 runs: N 3.4e7-1.7e10, D 8e8-3.6e11
-    if card in ("power_law", "power_law_constant", "bnsl1", "bnsl2"):
-        return pd.DataFrame({"x": x})
-    if card in ("chinchilla", "kaplan"):
-        return pilot[["N", "D"]]
-    if card == "overtraining":
-        return pd.DataFrame({"N": pilot["N"], "M": pilot["D"] / pilot["N"]})
-    if card == "data_constrained":                        # a quarter of the runs repeat data 2-8 times
-        epochs = np.resize([1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 4.0, 1.0, 8.0, 1.0], len(pilot))
-        return pd.DataFrame({"N": pilot["N"], "D": pilot["D"], "U": pilot["D"] / epochs})
-    if card == "downstream_error":
-        return pd.DataFrame({"L": np.linspace(2.2, 4.0, 20)})
-    if card == "sigmoid_metric":
-        return pd.DataFrame({"C": np.logspace(18, 22, 20)})
-    raise KeyError(card)
-
-
 def run(card_name: str, law, reps: int, seed: int) -> dict:
-    from bayescale.inference.sbc import sbc
+    from bayescale.inference.sbc import catalogue_design, sbc
 
     t0 = time.perf_counter()
-    result = sbc(law, design(card_name), reps=reps, seed=seed)
+    result = sbc(law, catalogue_design(card_name), reps=reps, seed=seed)
     pv = result.p_values()
     worst = min(pv, key=pv.get)
     out = result.outside()

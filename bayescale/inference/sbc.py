@@ -30,7 +30,37 @@ import pandas as pd
 from ..model import natural_values, reference_points
 from ..noise import noise_location, noise_sample, noise_scale
 
-__all__ = ["SBC", "rank_uniformity", "sbc", "simulate"]
+__all__ = ["SBC", "catalogue_design", "rank_uniformity", "sbc", "simulate"]
+
+
+def catalogue_design(card: str) -> pd.DataFrame:
+    """The fixed inputs the SBC of a built-in card simulates at: what a small pilot study has.
+
+    One-variable loss laws: 20 log-spaced x over 2.5 decades.  Laws in N and D: the 40 runs
+    of the built-in simulated pilot (N 3.4e7-1.7e10, D 8e8-3.6e11; M = D / N for the
+    over-training law; for the data-constrained law every fifth and tenth run repeats its
+    unique data 2, 4 or 8 times).  ``downstream_error``: 20 losses in 2.2-4.0;
+    ``sigmoid_metric``: 20 log-spaced C over 1e18-1e22.
+    """
+    from importlib import resources
+
+    x = np.logspace(6, 8.5, 20)
+    if card in ("power_law", "power_law_constant", "bnsl1", "bnsl2"):
+        return pd.DataFrame({"x": x})
+    if card == "downstream_error":
+        return pd.DataFrame({"L": np.linspace(2.2, 4.0, 20)})
+    if card == "sigmoid_metric":
+        return pd.DataFrame({"C": np.logspace(18, 22, 20)})
+    with resources.files("bayescale.data").joinpath("pilot_chinchilla.csv").open() as fh:
+        pilot = pd.read_csv(fh)
+    if card in ("chinchilla", "kaplan"):
+        return pilot[["N", "D"]]
+    if card == "overtraining":
+        return pd.DataFrame({"N": pilot["N"], "M": pilot["D"] / pilot["N"]})
+    if card == "data_constrained":
+        epochs = np.resize([1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 4.0, 1.0, 8.0, 1.0], len(pilot))
+        return pd.DataFrame({"N": pilot["N"], "D": pilot["D"], "U": pilot["D"] / epochs})
+    raise KeyError(f"no SBC design for {card!r}; give a table of the law's inputs")
 
 
 def simulate(law, noise: str, inputs: dict, refs: dict, rng: np.random.Generator):

@@ -1,0 +1,93 @@
+"""Simulation-based calibration of the law cards (Talts et al. 2018).
+
+The fast tests check the harness itself.  The slow test (run by ``.ci/run``)
+runs 100 replications per card at the default fit settings (4 x (1000 + 1000),
+one automatic refit on a failed gate) on the card's catalogue design
+(:func:`bayescale.inference.sbc.catalogue_design`).
+
+Validity: the cards scale their priors by reference points.  The inputs' geometric
+means are functions of the fixed design, so they are constants here; ``loss_ref``
+would be the geometric mean of the simulated losses, i.e. data-dependent, so the
+harness fixes it (``reference={"loss": 3.0}``) in the simulation and in every fit:
+the model tested is then a fixed-prior model, the one a user gets with
+``reference=``; the default empirical-Bayes choice differs from it only by where
+the prior on the loss at the data's centre is centred.
+
+Thresholds, with the reasons:
+
+* gate pass rate >= 0.95: the issue's acceptance level; a sampler that cannot sample a
+  card's own prior predictive data is not usable on real data either.
+* rank uniformity: Pearson's chi-square over 10 bins of the 100 possible ranks (99
+  thinned draws), p >= 0.001 for every reported parameter.  About 50 parameter tests
+  run over the catalogue, so an exact sampler fails one of them with probability
+  ~5%; the seeds are fixed, so a pass is reproducible, and a posterior that is
+  biased or over/under-dispersed by the amounts the issue measured (p ~ 0.001-0.005
+  at 1000 replications) is caught mostly by the tail check below.
+* tails: the truth falls below (above) all 99 draws with probability 1/100 per
+  replication for an exact sampler, so the count over 100 replications is
+  Binomial(100, 0.01) per side and parameter; P(count >= 6) = 0.0005, so a count of
+  6 or more on either side fails (expected 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale
+from bayescale.inference.sbc import catalogue_design, rank_uniformity, sbc, simulate
+from bayescale.model import reference_points
+
+REPS = 100
+P_MIN = 0.001
+TAIL_MAX = 5
+
+
+def test_rank_uniformity_detects_non_uniform_ranks():
+    rng = np.random.default_rng(0)
+    uniform = rng.integers(0, 100, size=1000)
+    assert rank_uniformity(uniform, 99, 10) > 0.01
+    narrow = np.clip(rng.normal(50, 15, size=1000).round(), 0, 99)   # an over-dispersed posterior
+    assert rank_uniformity(narrow, 99, 10) < 1e-6
+
+
+def test_simulate_draws_from_the_prior_predictive():
+    law = bayescale.load_law("chinchilla")
+    design = catalogue_design("chinchilla")
+    inputs = {k: design[k].to_numpy(float) for k in law.input_names}
+    refs = reference_points(law, inputs, np.ones(1))
+    refs["loss_ref"] = 3.0
+    rng = np.random.default_rng(0)
+    draws = [simulate(law, law.noise, inputs, refs, rng) for _ in range(400)]
+    truth = pd.DataFrame([t for t, _ in draws])
+    # the derived parameters follow from the sampled ones
+    np.testing.assert_allclose(truth["E"], truth["f_E"] * truth["L_c"], rtol=1e-12)
+    # prior moments of the sampled coordinates: Beta(1.5, 1.5) has mean 0.5, sd 0.289; 400 draws
+    assert abs(truth["f_E"].mean() - 0.5) < 4 * 0.289 / 20
+    assert abs(np.log(truth["L_c"] / 3.0).std() - 1.0) < 0.15
+    ys = np.stack([y for _, y in draws])
+    assert ys.shape == (400, len(design)) and np.all(np.isfinite(ys)) and np.all(ys > 0)
+
+
+def test_sbc_harness_runs_and_ranks_are_in_range():
+    r = sbc("power_law", catalogue_design("power_law"), reps=3, seed=0, chains=2, warmup=200, draws=200)
+    assert len(r.table) == 3 and set(r.params) == {"A", "alpha", "sigma"}
+    for p in r.params:
+        assert r.table[f"rank_{p}"].between(0, r.thin).all()
+    assert r.expected_outside() == pytest.approx(3 / 100)
+    assert "SBC of power_law" in str(r)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card", ["power_law", "power_law_constant", "chinchilla", "kaplan", "overtraining",
+                                  "data_constrained", "downstream_error", "sigmoid_metric", "bnsl1", "bnsl2"])
+def test_card_passes_simulation_based_calibration(card):
+    r = sbc(card, catalogue_design(card), reps=REPS, seed=1)
+    print(r)
+    assert r.pass_rate >= 0.95, f"{card}: gate pass rate {r.pass_rate:.2f}; " + " | ".join(r.problems[:5])
+    pv = r.p_values(bins=10)
+    bad = {p: v for p, v in pv.items() if v < P_MIN}
+    assert not bad, f"{card}: rank uniformity fails for {bad}"
+    tails = {p: v for p, v in r.outside().items() if max(v) > TAIL_MAX}
+    assert not tails, f"{card}: truths beyond all draws (below, above) {tails}, expected {r.expected_outside():.1f}"

@@ -57,6 +57,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cards-from", default=None, metavar="REV", help="take the cards' text from this git revision")
     ap.add_argument("--verbose", action="store_true", help="print every card's per-parameter table")
+    ap.add_argument("--save", metavar="DIR", default=None, help="write each card's replication table to DIR/<card>.csv")
     args = ap.parse_args(argv)
     cards = args.cards or list_laws()
     rows = []
@@ -76,6 +77,10 @@ def main(argv=None) -> None:
               f"(expected {row['expected_each']:.1f} each), {row['wall_s']:.0f} s", flush=True)
         if args.verbose:
             print(row["result"])
+            print("\n".join("  failed " + p for p in row["result"].problems))
+        if args.save:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            row["result"].table.to_csv(Path(args.save) / f"{name}.csv", index=False)
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "result"} for r in rows]).set_index("card")
     print()
     print(table.drop(columns=["wall_s"]).to_string(float_format=lambda v: f"{v:.3g}"))

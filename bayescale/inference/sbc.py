@@ -168,7 +168,8 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
                     reference={"loss": loss_ref} if law.response.scale else None, **fit_kwargs)
         row = {"rep": r, "passed": f.diagnostics.passed, "first_passed": f.settings.get("retried") is None,
                "seconds": time.perf_counter() - t0,
-               "ess_bulk_per_s": f.timings.get("ess_bulk_per_s", math.nan)}
+               "ess_bulk_per_s": f.timings.get("ess_bulk_per_s", math.nan),
+               "problems": "; ".join(f.diagnostics.problems)}
         for p in params:
             d = f.draws(p).reshape(-1)
             picks = d[np.linspace(0, d.size - 1, thin).round().astype(int)]

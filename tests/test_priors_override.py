@@ -100,21 +100,21 @@ def test_retry_settings_follow_the_failure():
     deep = retry_settings(_Diag(["tree depth 10 reached in 80 of 4000 draws"], saturated=80), run)
     assert deep["max_tree_depth"] == 12 and deep["target_accept"] == 0.8
     ess = retry_settings(_Diag(["effective sample size below 400 for E (bulk 300, tail 200)"]), run)
-    assert (ess["warmup"], ess["draws"]) == (2000, 2000)
+    assert (ess["warmup"], ess["draws"], ess["target_accept"]) == (2000, 4000, 0.95)
     rhat = retry_settings(_Diag(["R-hat above 1.01 for alpha (1.02)"]), run)
-    assert (rhat["warmup"], rhat["draws"]) == (2000, 2000)
+    assert (rhat["warmup"], rhat["draws"]) == (2000, 4000)
     assert retry_settings(_Diag(["tree depth 15 reached"], saturated=9), {**run, "max_tree_depth": 15})["max_tree_depth"] == 15
 
 
 def test_a_failed_fit_is_refitted_once_and_says_so():
     runs = pilot_chinchilla()
     short = dict(chains=2, warmup=20, draws=20, seed=0, progress=False)   # too short to pass the gate
-    with pytest.warns(FitRetried, match="refitted once with warm-up 40, draws per chain 40"):
+    with pytest.warns(FitRetried, match="refitted once with warm-up 40, draws per chain 80, target acceptance 0.95"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             f = bayescale.fit(runs, law="chinchilla", **short)
     assert f.settings["retried"]["first_attempt"]["draws"] == 20
-    assert f.settings["draws"] == 40 and f.draws("alpha").size == 2 * 40
+    assert f.settings["draws"] == 80 and f.draws("alpha").size == 2 * 80
     assert "refitted once automatically" in str(f)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")

@@ -14,7 +14,7 @@ from .compare import Comparison, compare, stacking_weights  # noqa: E402
 from .decision import Choice, PlanRegret, choose_allocation, compute_for_loss, plan_regret  # noqa: E402
 from .diagnostics import Diagnostics  # noqa: E402
 from .errors import (  # noqa: E402
-    BayescaleError, CardError, ConvergenceWarning, DataError, DataWarning, ExtrapolationWarning,
+    BayescaleError, CacheWarning, CardError, ConvergenceWarning, DataError, DataWarning, ExtrapolationWarning,
     FitFileError, FitRetried, FormulaError, PriorError,
 )
 from .fitting import fit  # noqa: E402
@@ -27,7 +27,7 @@ from .result import Fit, load_fit  # noqa: E402
 from .runs import Runs, prepare_runs  # noqa: E402
 
 __all__ = [
-    "Allocation", "Backtest", "BayescaleError", "CardError", "Choice", "Comparison",
+    "Allocation", "Backtest", "BayescaleError", "CacheWarning", "CardError", "Choice", "Comparison",
     "ConvergenceWarning", "DataError", "DataWarning", "Diagnostics", "ExtrapolationWarning", "Fit",
     "FitFileError", "FitRetried", "FormulaError", "Law", "NOISE_MODELS", "PlanRegret", "PriorError", "Runs",
     "backtest", "choose_allocation", "compare", "compute_for_loss", "fit", "law_from_file",

@@ -15,6 +15,7 @@ that lets NUTS take a dozen leapfrog steps per draw instead of hundreds.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -194,13 +195,54 @@ def _get(card: dict, key: str, typ, where: str, default=None, required=False):
     return value
 
 
+#: Largest card accepted (the catalogue's largest is ~5 kB).
+MAX_CARD_BYTES = 1 << 20
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _control_character(text: str) -> str | None:
+    """The first control character in ``text`` other than tab and newlines, described, or None:
+    a card's strings reach the terminal, where escape sequences would act instead of print."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return None
+    return f"control character U+{ord(found.group()):04X} at line {text.count(chr(10), 0, found.start()) + 1}"
+
+
+def _strings(tree) -> list[str]:
+    """Every key and string value of a parsed TOML document (iteratively: it may be deep)."""
+    out, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, dict):
+            out.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return out
+
+
 def law_from_text(text: str, source: str = "builtin") -> Law:
     """Compile a card from its TOML text (``source`` names it in errors)."""
     where = f"card {source}"
+    if not isinstance(text, str):
+        raise CardError(f"{where}: the card must be text, got {type(text).__name__}")
+    if len(text) > MAX_CARD_BYTES:
+        raise CardError(f"{where} is {len(text)} characters long; at most {MAX_CARD_BYTES} are accepted")
+    bad = _control_character(text)
+    if bad:
+        raise CardError(f"{where} contains a {bad}; a card is plain text")
     try:
         card = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CardError(f"{where} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise CardError(f"{where} is not usable TOML: its tables or arrays are nested too deeply") from None
+    bad = next(filter(None, map(_control_character, _strings(card))), None)
+    if bad:      # written as an escape (\u001b) in the TOML text
+        raise CardError(f"{where}: a string contains a {bad.split(' at ')[0]}; a card is plain text")
     known = {"name", "title", "citation", "description", "formula", "noise", "irreducible",
              "exponents", "sigma_prior", "response", "inputs", "let", "cost", "params", "derived",
              "prior_overrides"}
@@ -290,12 +332,20 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
     response = ResponseSpec(
         _get(resp, "name", str, where, default="loss"), _get(resp, "meaning", str, where, default="loss"),
         _get(resp, "units", str, where, default=""), _get(resp, "scale", bool, where, default=True))
+    if response.name in known_names or not response.name.strip():
+        role = ("an input" if response.name in raw_inputs else "a parameter" if response.name in raw_params
+                else "a let name" if response.name else "empty")
+        raise CardError(f"{where}: the response name {response.name!r} is {role}; the response must be a "
+                        f"column of its own (e.g. name = \"loss\")")
 
     noise = _get(card, "noise", str, where, default="student_t_log")
     if noise not in NOISE_MODELS:
         raise CardError(f"{where}: noise {noise!r} is not one of {', '.join(NOISE_MODELS)}")
     irreducible = _get(card, "irreducible", str, where)
     exponents = tuple(_get(card, "exponents", list, where, default=[]))
+    if not all(isinstance(e, str) for e in exponents):
+        raise CardError(f"{where}: key 'exponents' must be a list of parameter names (strings), "
+                        f"got {list(exponents)!r}")
     for p in ([irreducible] if irreducible else []) + list(exponents):
         if p not in raw_params and p not in raw_derived:
             raise CardError(f"{where}: {p!r} (irreducible/exponents) is not a parameter")
@@ -389,11 +439,33 @@ def load_law(name: str) -> Law:
 
 
 def law_from_file(path) -> Law:
-    """A law from a user's card file."""
+    """A law from a user's card file (UTF-8 TOML)."""
     path = Path(path)
     if not path.is_file():
         raise CardError(f"card file {str(path)!r} does not exist")
-    return law_from_text(path.read_text(), source=str(path))
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CARD_BYTES + 1)
+    except OSError as exc:
+        raise CardError(f"card file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CARD_BYTES:
+        raise CardError(f"card file {str(path)!r} is larger than {MAX_CARD_BYTES} bytes; a card is a "
+                        f"small TOML file")
+    return law_from_text(decode_text(data, f"card file {str(path)!r}"), source=str(path))
+
+
+def decode_text(data: bytes, what: str) -> str:
+    """UTF-8 text (a byte-order mark allowed) from ``data``, or a CardError saying what it looks like."""
+    head = data[:64]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and 0 in (max(head[0::2]), max(head[1::2]))):
+        raise CardError(f"{what} looks like UTF-16 text; save it as UTF-8")
+    if b"\x00" in data:
+        raise CardError(f"{what} is a binary file (it contains NUL bytes), not a TOML text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CardError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}); "
+                        f"save it as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8)") from None
 
 
 def _toml_str(s: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .checks import positive_number
 from .errors import BayescaleError
-from .mixture import members, weighted_quantile
+from .mixture import members, probability, weighted_quantile
 from .optimal import _flops_per_param_token, _inputs, _solve, allocation_law_inputs, optimal
 
 __all__ = ["Choice", "PlanRegret", "choose_allocation", "compute_for_loss", "plan_regret"]
@@ -215,7 +215,7 @@ def plan_regret(fit, N: float, D: float, *, within: float = 0.05, weights=None) 
         optimal_loss_median=float(weighted_quantile(alloc.loss, w, [0.5])[0, 0]),
         regret_mean=float((w * regret).sum()), regret_median=float(rq[0]), regret_upper_90=float(rq[1]),
         efficiency_median=float(eq[0]), efficiency_lower_90=float(eq[1]), within=float(within),
-        p_within=float((w * (eff >= 1 - within)).sum()),
+        p_within=float(probability(w, eff >= 1 - within)),
         optimal_ratio_median=float(weighted_quantile(alloc.ratio, w, [0.5])[0, 0]))
 
 

@@ -158,6 +158,12 @@ def diagnose(posterior: dict, sample_stats: dict, var_names, max_tree_depth: int
     saturated = int((depth >= max_tree_depth).sum())
     draws = int(depth.size)
     problems, advice = [], []
+    stuck = sorted({int(c) for k in var_names for c in np.flatnonzero(np.ptp(np.asarray(posterior[k]), axis=1) == 0)})
+    if stuck and np.asarray(posterior[var_names[0]]).shape[1] > 1:
+        problems.append(f"chain{'s' if len(stuck) > 1 else ''} {', '.join(map(str, stuck))} never moved "
+                        f"(some parameter has the same value in every draw)")
+        advice.append("the density is flat, infinite or not finite in float32 near the start: check that "
+                      "the data, the priors and the law stay well inside float32's range (1e-38 to 3e38)")
     bad = {k: v for k, v in r_hat.items() if not v <= GATE["r_hat_max"]}
     if bad:
         problems.append("R-hat above 1.01 for " + ", ".join(f"{k} ({v:.3f})" for k, v in bad.items()))

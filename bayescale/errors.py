@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "BayescaleError",
+    "CacheWarning",
     "CardError",
     "ConvergenceWarning",
     "DataError",
@@ -43,11 +44,17 @@ class DataError(BayescaleError):
 
 
 class FitFileError(BayescaleError):
-    """A fit file cannot be written (it exists) or read (not a bayescale fit)."""
+    """A fit file cannot be written (it exists, its folder is not writable) or read (missing, damaged,
+    edited, or not a bayescale fit file): raised for anything wrong with the file, never a raw
+    ``OSError`` or ``KeyError`` from HDF5."""
 
 
 class DataWarning(UserWarning):
     """The runs table is usable but looks suspicious (duplicates, odd units)."""
+
+
+class CacheWarning(UserWarning):
+    """A cache (compiled programs, compiled code) cannot be used; bayescale works without it, slower."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -21,7 +21,7 @@ from importlib import metadata
 import numpy as np
 
 from .cards import resolve_law
-from .checks import check_int
+from .checks import check_int, check_law_finite
 from .diagnostics import diagnose
 from .errors import BayescaleError, ConvergenceWarning, FitRetried
 from .init import quick_optimum
@@ -43,18 +43,32 @@ def _versions() -> dict:
     return out
 
 
-def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, loss, refs: dict):
-    """log p(loss_i | draw) of every run under every draw: array (chains, draws, runs), float64.
+def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, loss, refs: dict,
+                             chunk: int = 2048):
+    """log p(loss_i | draw) of every run under every draw: array (chains, draws, runs).
 
     The density of the raw response for every noise model (Jacobian included),
-    the same as the NumPyro model's observed site, computed in numpy.
+    the same as the NumPyro model's observed site, computed in numpy, ``chunk``
+    runs at a time (so the temporaries stay small whatever the number of runs).
+    float64, or float32 when there are more than
+    :data:`~bayescale.storage.fitfile.STORED_LOG_LIKELIHOOD_MAX` values (10^5 runs
+    would take 3.2 GB in float64).
     """
+    from .storage.fitfile import STORED_LOG_LIKELIHOOD_MAX
+
     params = {k: np.asarray(v, float)[..., None] for k, v in posterior.items()}
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        location = noise_location(noise, law, params, xs, xp="numpy")
-        scale = noise_scale(noise, params["sigma"], refs["loss_ref"])
-        return noise_logpdf(noise, np.asarray(loss, float), location, scale)
+    loss = np.asarray(loss, float)
+    n = len(loss)
+    shape = np.shape(params["sigma"])[:-1] + (n,)
+    out = np.empty(shape, np.float64 if np.prod(shape) <= STORED_LOG_LIKELIHOOD_MAX else np.float32)
+    scale = noise_scale(noise, params["sigma"], refs["loss_ref"])
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            location = noise_location(noise, law, params, {k: v[part] for k, v in xs.items()}, xp="numpy")
+            out[..., part] = noise_logpdf(noise, loss[part], location, scale)
+    return out
 
 
 def _references(law, inputs: dict, loss, reference) -> tuple[dict, dict]:
@@ -119,7 +133,6 @@ def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool):
                                                     **run)
     t_mcmc = time.perf_counter() - t_mcmc
     t_post = time.perf_counter()
-    ll = pointwise_log_likelihood(law, noise, posterior, inputs, loss, refs)
     steps = stats["n_steps"]
     sample_stats = {
         "diverging": stats["diverging"],
@@ -134,7 +147,7 @@ def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool):
     t_post = time.perf_counter() - t_post
     timings = {"mcmc_s": t_mcmc, **t_chains, "postprocess_s": t_post, "gradients_sampling": int(steps.sum()),
                "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_chains["sampling_s"], 1e-9)}
-    return Samples(posterior, ll, sample_stats), diagnostics, method, timings
+    return Samples(posterior, None, sample_stats), diagnostics, method, timings
 
 
 def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, mapping=None,
@@ -177,7 +190,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     refs, ref_source = _references(law, inputs, loss, reference)
     t_init = time.perf_counter()
     start = quick_optimum(law, noise, inputs, loss, refs, seed=seed)
-    start.pop("_natural")
+    check_law_finite(law, noise, {**start.pop("_natural"), "sigma": start["sigma"]}, inputs, loss, refs)
     t_init = time.perf_counter() - t_init
 
     if progress is None:

@@ -22,11 +22,19 @@ The compiled tree is evaluated twice over:
 
 Positivity of names is supplied by the caller: inputs are validated to be
 positive, parameters are positive when their prior's support is.
+
+Bounded size: an expression is at most :data:`MAX_LENGTH` characters and
+:data:`MAX_DEPTH` levels of nesting, and every number in it, and every
+operation on numbers alone (``10**400``, ``9**9**9``), must be finite in
+float32, the sampler's precision; otherwise a :class:`FormulaError` says
+which limit was hit (never an ``OverflowError``, ``RecursionError`` or
+``MemoryError``).
 """
 
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from functools import reduce
 
@@ -34,7 +42,30 @@ import numpy as np
 
 from .errors import FormulaError
 
-__all__ = ["FUNCTIONS", "Expr", "compile_expr", "evaluate", "is_positive", "log_evaluate"]
+__all__ = ["FLOAT32_MAX", "FLOAT32_TINY", "FUNCTIONS", "MAX_DEPTH", "MAX_LENGTH", "Expr", "compile_expr",
+           "evaluate", "float32_problem", "is_positive", "log_evaluate"]
+
+#: Longest expression accepted, in characters (the catalogue's longest formula has ~110).
+MAX_LENGTH = 1000
+#: Deepest nesting of operators and calls accepted (the catalogue's deepest formula has ~10).
+MAX_DEPTH = 40
+#: The largest finite float32, and the smallest positive normal one: the sampler computes in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def float32_problem(value: float) -> str | None:
+    """Why ``value`` cannot be used in float32 (``None`` if it can): not finite, beyond ~3.4e38 in
+    magnitude (it would be inf), or nonzero below ~1.2e-38 (it would be subnormal or 0)."""
+    if math.isnan(value):
+        return "is not a real number"
+    if math.isinf(value):
+        return f"is infinite or too large (float32's largest value is {FLOAT32_MAX:.3g})"
+    if abs(value) > FLOAT32_MAX:
+        return f"exceeds float32's largest value ({FLOAT32_MAX:.3g})"
+    if value != 0 and abs(value) < FLOAT32_TINY:
+        return f"is below float32's smallest normal value ({FLOAT32_TINY:.3g}) and would become 0"
+    return None
 
 #: Functions a formula may call, with their number of arguments.
 FUNCTIONS = {
@@ -84,26 +115,48 @@ def compile_expr(source: str, allowed: set[str] | frozenset, what: str = "formul
     """
     if not isinstance(source, str) or not source.strip():
         raise FormulaError(f"{what} must be a non-empty string, got {source!r}")
+    if len(source) > MAX_LENGTH:
+        raise FormulaError(f"{what} is {len(source)} characters long; at most {MAX_LENGTH} are accepted")
     try:
         node = ast.parse(source.strip(), mode="eval").body
     except SyntaxError as exc:
         raise FormulaError(
-            f"{what} {source!r} is not a valid expression ({exc.msg}). {_allowed_text(allowed)}"
+            f"{what} {_shorten(source, 120)!r} is not a valid expression ({exc.msg}). {_allowed_text(allowed)}"
         ) from None
+    except (MemoryError, RecursionError, ValueError):   # the parser's own nesting limits
+        raise FormulaError(f"{what} {_shorten(source, 120)!r} is nested too deeply to parse; at most "
+                           f"{MAX_DEPTH} levels are accepted") from None
+    depth = _depth(node)
+    if depth > MAX_DEPTH:
+        raise FormulaError(f"{what} {_shorten(source, 120)!r} is nested more than {MAX_DEPTH} levels deep "
+                           f"(a chain of n terms counts n); at most {MAX_DEPTH} are accepted")
     names: dict[str, None] = {}   # ordered set
+    shown = _shorten(source.strip(), 120)
 
     def bad(n: ast.AST, construct: str):
         col = getattr(n, "col_offset", None)
         where = f" at column {col + 1}" if col is not None else ""
         return FormulaError(
-            f"{what} {source!r}: {construct}{where} is not allowed. {_allowed_text(allowed)}"
+            f"{what} {shown!r}: {construct}{where} is not allowed. {_allowed_text(allowed)}"
         )
+
+    def number(n: ast.AST, value) -> tuple:
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        problem = float32_problem(value)
+        if problem:
+            text = _shorten(ast.get_source_segment(source.strip(), n) or repr(value), 40)
+            why = "" if math.isnan(value) else "; the sampler computes in float32, so rescale the law's units"
+            raise FormulaError(f"{what} {shown!r}: the number {text} {problem}{why}")
+        return ("num", value)
 
     def conv(n: ast.AST) -> tuple:
         if isinstance(n, ast.Constant):
             if isinstance(n.value, bool) or not isinstance(n.value, (int, float)):
                 raise bad(n, f"the constant {n.value!r}")
-            return ("num", float(n.value))
+            return number(n, n.value)
         if isinstance(n, ast.Name):
             if n.id not in allowed:
                 if n.id in FUNCTIONS:
@@ -115,7 +168,10 @@ def compile_expr(source: str, allowed: set[str] | frozenset, what: str = "formul
             op = _BINOPS.get(type(n.op))
             if op is None:
                 raise bad(n, f"the operator {type(n.op).__name__}")
-            return (op, conv(n.left), conv(n.right))
+            left, right = conv(n.left), conv(n.right)
+            if left[0] == "num" and right[0] == "num":      # numbers alone: folded, and checked like a number
+                return number(n, _constant(op, left[1], right[1]))
+            return (op, left, right)
         if isinstance(n, ast.UnaryOp):
             if isinstance(n.op, ast.USub):
                 inner = conv(n.operand)
@@ -151,6 +207,39 @@ def compile_expr(source: str, allowed: set[str] | frozenset, what: str = "formul
 
     tree = conv(node)
     return Expr(source=source.strip(), tree=tree, names=frozenset(names), order=tuple(names))
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _depth(node: ast.AST) -> int:
+    """The nesting depth of a parsed expression, without recursion (a hostile tree may be deep)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        if d <= MAX_DEPTH:
+            stack.extend((child, d + 1) for child in ast.iter_child_nodes(n)
+                         if not isinstance(child, (ast.operator, ast.unaryop, ast.expr_context)))
+    return deepest
+
+
+def _constant(op: str, a: float, b: float) -> float:
+    """``a <op> b`` in float64, inf where it overflows or is undefined (to be refused)."""
+    try:
+        if op == "add":
+            return a + b
+        if op == "sub":
+            return a - b
+        if op == "mul":
+            return a * b
+        if op == "div":
+            return a / b
+        value = a**b
+        return value if isinstance(value, float) else math.inf     # a negative base to a fractional power
+    except (OverflowError, ZeroDivisionError):
+        return math.inf
 
 
 # --------------------------------------------------------------------------- backends

@@ -12,7 +12,11 @@
   are compiled for the host's instruction set, and loading one built elsewhere
   (a home directory shared between different machines, or an upgraded jaxlib)
   can abort the process instead of raising an error.  Set
-  ``BAYESCALE_JAX_CACHE=0`` to turn the cache off.
+  ``BAYESCALE_JAX_CACHE=0`` to turn the cache off.  A cache folder that
+  cannot be used (read-only, a file in its place, a parent that cannot be
+  created) turns the caches off for the process instead of failing: every
+  command still works, and the first fit says so in one
+  :class:`~bayescale.errors.CacheWarning` (:func:`warn_if_no_cache`).
 * Small loops as one function: XLA's CPU runtime runs a loop's body as a
   sequence of separate kernels ("thunks"), ~0.1 us of dispatch each; a NUTS
   trajectory is a loop of many tiny kernels over a few hundred data points,
@@ -31,11 +35,12 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["cache_dir", "configure", "host_fingerprint"]
+__all__ = ["cache_dir", "cache_enabled", "configure", "host_fingerprint", "warn_if_no_cache"]
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
 _EXTRA_FLAG = "--xla_backend_extra_options"
 SMALL_LOOP_BYTES = 1 << 22
+_STATE = {"problem": None, "warned": False}
 
 
 def cache_dir() -> Path:
@@ -84,7 +89,45 @@ def configure() -> None:
 
         if jax.config.jax_compilation_cache_dir is None:
             path = cache_dir() / "jax" / host_fingerprint()
-            path.mkdir(parents=True, exist_ok=True)
+            problem = _unusable(path)
+            if problem:
+                _STATE["problem"] = (f"the cache folder {str(cache_dir())!r} cannot be used ({problem}); "
+                                     f"running without caches, so every process traces and compiles the "
+                                     f"sampler again (seconds per law). Set BAYESCALE_CACHE_DIR to a writable "
+                                     f"folder, or BAYESCALE_JAX_CACHE=0 to turn the caches off quietly")
+                return
             jax.config.update("jax_compilation_cache_dir", str(path))
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _unusable(path: Path) -> str | None:
+    """Why ``path`` cannot hold the cache (None if it can): it cannot be created, or written in."""
+    from .storage.atomic import check_writable
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"{str(path)!r} is not a folder"
+    except OSError as exc:
+        return f"{str(path)!r} cannot be created: {exc.strerror or exc}"
+    if not path.is_dir():
+        return f"{str(path)!r} is not a folder"
+    problem = check_writable(path / "probe")
+    return f"{str(path)!r} is not writable: {problem}" if problem else None
+
+
+def cache_enabled() -> bool:
+    """Whether the program and compilation caches are in use in this process."""
+    return os.environ.get("BAYESCALE_JAX_CACHE", "1") != "0" and _STATE["problem"] is None
+
+
+def warn_if_no_cache() -> None:
+    """One :class:`~bayescale.errors.CacheWarning` per process if the cache folder proved unusable."""
+    if _STATE["problem"] and not _STATE["warned"]:
+        import warnings
+
+        from .errors import CacheWarning
+
+        _STATE["warned"] = True
+        warnings.warn(_STATE["problem"], CacheWarning, stacklevel=3)

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import BayescaleError
 from .result import Fit
 
-__all__ = ["Member", "members", "weighted_quantile"]
+__all__ = ["Member", "members", "probability", "weighted_quantile"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,11 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, probs) -> np.ndar
     for j in range(values.shape[1]):
         out[:, j] = np.interp(probs, cw[:, j], v[:, j])
     return out
+
+
+def probability(weights: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """The weighted share of draws where ``flags`` (S,) or (S, G) holds, clipped to [0, 1]: a sum of
+    weights that add up to 1 can round to 1.0000000000000004."""
+    flags = np.asarray(flags, float)
+    w = weights if flags.ndim == 1 else weights[:, None]
+    return np.clip((w * flags).sum(axis=0), 0.0, 1.0)

@@ -130,7 +130,8 @@ def noise_cdf(noise: str, y, location, scale):
     """``P(Y <= y)`` for one noise model, in numpy (float64), broadcasting.
 
     Exact: the Student-t(4) CDF has the closed form
-    ``1/2 + t (t^2 + 6) / (2 (t^2 + 4)^(3/2))``.
+    ``1/2 + t (t^2 + 6) / (2 (t^2 + 4)^(3/2))``.  A response outside the
+    link's support (``y <= 0`` for log) has CDF 0 below it and 1 above.
     """
     import numpy as np
     from scipy.special import ndtr
@@ -140,9 +141,10 @@ def noise_cdf(noise: str, y, location, scale):
     below = np.asarray(y) <= 0
     z = np.where(inside, z, np.where(below, -np.inf, np.inf))
     if noise == "student_t_log":
+        # as 1/2 + (z / sqrt(z^2 + 4)) (1 + 2 / (z^2 + 4)) / 2: no power of z^2 that could overflow
         z = np.clip(z, -1e150, 1e150)
-        u = z * z
-        return 0.5 + z * (u + 6.0) / (2.0 * (u + 4.0) ** 1.5)
+        u = z * z + 4.0
+        return np.clip(0.5 + 0.5 * (z / np.sqrt(u)) * (1.0 + 2.0 / u), 0.0, 1.0)
     return ndtr(z)
 
 

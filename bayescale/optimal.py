@@ -32,12 +32,15 @@ import pandas as pd
 from .cards import Law
 from .checks import positive_number
 from .errors import BayescaleError, ExtrapolationWarning
-from .mixture import members, weighted_quantile
+from .mixture import members, probability, weighted_quantile
 from .predict import prob_label
 
 __all__ = ["Allocation", "allocate", "allocation_law_inputs", "optimal"]
 
 _GRID = 24
+#: Largest budget accepted, in FLOPs: the laws are evaluated in float32's range (~3.4e38), and the
+#: allocation exponents at ten times the budgets.
+MAX_BUDGET = 1e37
 _NEWTON = 6
 _SUPPORTED = {"N", "D", "M", "U"}
 
@@ -235,9 +238,9 @@ class Allocation:
             q = weighted_quantile(arr, self.weights, [0.5, lo, hi])
             rows[f"{name}_median"], rows[f"{name}_lower_{lab}"], rows[f"{name}_upper_{lab}"] = q
         w = self.weights[:, None]
-        rows["p_at_n_bound"] = (w * self.at_n_bound).sum(axis=0)
-        rows["p_at_token_cap"] = (w * self.at_token_cap).sum(axis=0)
-        rows["p_outside_domain"] = (w * self.outside_domain).sum(axis=0)
+        rows["p_at_n_bound"] = probability(self.weights, self.at_n_bound)
+        rows["p_at_token_cap"] = probability(self.weights, self.at_token_cap)
+        rows["p_outside_domain"] = probability(self.weights, self.outside_domain)
         return pd.DataFrame(rows)
 
     def exponents(self, prob: float = 0.9) -> pd.DataFrame | None:
@@ -302,6 +305,10 @@ def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: f
     bad = np.flatnonzero(~np.isfinite(budgets) | (budgets <= 0))
     if len(bad):
         raise BayescaleError(f"budgets must be positive FLOP counts; got {budgets[bad].tolist()}")
+    huge = np.flatnonzero(budgets > MAX_BUDGET)
+    if len(huge):
+        raise BayescaleError(f"budgets must be at most {MAX_BUDGET:g} FLOPs (the laws are evaluated in "
+                             f"float32's range); got {budgets[huge].tolist()}")
     cap = positive_number("max_tokens", max_tokens)
     d_inf = 0.0 if not inference_tokens else positive_number("inference_tokens", inference_tokens, False)
     n_lo, n_hi = (None, None) if n_bounds is None else tuple(n_bounds)
@@ -355,7 +362,7 @@ def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: f
         laws=tuple(m.fit.law.name for m in mems),
         settings={"max_tokens": cap, "n_bounds": [n_lo, n_hi], "inference_tokens": d_inf,
                   "exponent_span": span})
-    frac = float((cat["w"][:, None] * cat["dom"]).sum(axis=0).max())
+    frac = float(probability(cat["w"], cat["dom"]).max())
     if frac > 0.5:
         warnings.warn("the optimum lies outside the fitted runs' range of N or D in most draws: the "
                       "allocation extrapolates the law", ExtrapolationWarning, stacklevel=2)

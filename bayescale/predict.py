@@ -20,7 +20,9 @@ the predictive *mean* of the loss is infinite, which is why no
 
 ``extrapolation`` says how far a point lies beyond the fitted runs: the
 largest ratio of the point's inputs (and its compute, for laws with a cost)
-to the largest observed value; <= 1 means inside the observed range.
+to the largest observed value; <= 1 means at or below the observed maximum.
+Points far beyond the largest run, or far below the smallest (``warn_beyond``
+times, either way), give an :class:`~bayescale.errors.ExtrapolationWarning`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ def _check_probs(prob) -> tuple[float, ...]:
     if not probs or not all(isinstance(p, (int, float)) and 0 < p < 1 for p in probs):
         raise BayescaleError(f"prob must be interval probabilities in (0, 1), e.g. (0.5, 0.9); got {prob!r}")
     return tuple(sorted(set(float(p) for p in probs)))
+
+
+def _below(grid_inputs: dict, member_fits) -> np.ndarray:
+    """Per grid point: the largest ratio of the observed minimum to the point's value over inputs
+    (and compute); > 1 means below the smallest fitted run."""
+    factor = np.zeros(len(next(iter(grid_inputs.values()))))
+    for fit in member_fits:
+        observed = fit.runs.input_arrays()
+        for name, values in observed.items():
+            factor = np.maximum(factor, values.min() / grid_inputs[name])
+        if fit.law.cost is not None:
+            factor = np.maximum(factor, fit.law.compute(observed).min() / fit.law.compute(grid_inputs))
+    return factor
 
 
 def _extrapolation(grid_inputs: dict, member_fits) -> np.ndarray:
@@ -81,8 +96,9 @@ class _Component:
         self.noise = fit.noise
         self.scale = noise_scale(fit.noise, params["sigma"], fit.refs["loss_ref"])[:, None]
         self.weights = np.full(len(params["sigma"]), member.weight / len(params["sigma"]))
-        if not np.all(np.isfinite(self.loc)):
-            bad = np.flatnonzero(~np.all(np.isfinite(self.loc), axis=0))
+        finite = np.isfinite(self.loc) & np.isfinite(self.mu)
+        if not np.all(finite):
+            bad = np.flatnonzero(~np.all(finite, axis=0))
             raise BayescaleError(f"the law {fit.law.name!r} is not finite at grid rows {bad[:8].tolist()} "
                                  f"for some posterior draws; check the inputs are in the law's domain")
 
@@ -127,7 +143,7 @@ def predict(fit, grid, prob=(0.5, 0.9), *, target=None, weights=None, mapping=No
     ``fit``: a Fit, or a list of Fits mixed with ``weights`` (stacking weights
     by default).  ``target``: adds ``p_below_target`` = P(loss < target) for a
     new run.  A warning is given for points more than ``warn_beyond`` times
-    beyond the largest observed input or compute.
+    beyond the largest observed input or compute, or below the smallest.
     """
     mems = members(fit, weights)
     probs = _check_probs(prob)
@@ -168,6 +184,13 @@ def predict(fit, grid, prob=(0.5, 0.9), *, target=None, weights=None, mapping=No
                       f"the largest fitted run (up to {out['extrapolation'].max():.3g}x); that far out the "
                       f"bands rest on the law's form holding, not on data", ExtrapolationWarning,
                       stacklevel=2)
+    below = _below(grid_inputs, [m.fit for m in mems])
+    low = below > warn_beyond
+    if low.any():
+        warnings.warn(f"{int(low.sum())} of {len(out)} grid points lie more than {warn_beyond:g}x below "
+                      f"the smallest fitted run (down to 1/{below.max():.3g} of it); that far below the "
+                      f"bands rest on the law's form holding, not on data (small runs often leave a "
+                      f"power law)", ExtrapolationWarning, stacklevel=2)
     return out
 
 

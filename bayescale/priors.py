@@ -2,7 +2,12 @@
 
 Grammar: ``Name(arg, arg, ...)`` with numeric positional arguments only, parsed
 with :mod:`ast` (never ``eval``).  Each family's arguments are checked here so
-a bad prior fails when the card or the command line is read, not inside JAX.
+a bad prior fails when the card or the command line is read, not inside JAX:
+besides each family's own conditions, every argument must be usable in
+float32 (the sampler's precision: no 1e300, no 1e-320), a prior's width must
+be resolvable next to its location (``Normal(0.3, 1e-12)`` is a point mass in
+float32: NUTS would freeze), and a ``LogNormal``'s median ``exp(loc)`` must be
+a float32 number.
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import PriorError
-from .formula import sigmoid
+from .formula import FLOAT32_MAX, float32_problem, sigmoid
+
+#: Smallest width of a prior relative to its location: float32 resolves ~6e-8 relative steps, so
+#: a width of 1e-5 |loc| still spans ~170 representable values; a narrower one is a point mass.
+MIN_RELATIVE_WIDTH = 1e-5
+#: Largest |loc| of a LogNormal: its median exp(loc) must stay inside float32 (exp(88.7) = 3.4e38).
+MAX_LOG_LOC = math.log(FLOAT32_MAX) - 1.0
+_MAX_TEXT = 200
 
 __all__ = ["PRIORS", "Prior", "parse_prior"]
 
@@ -152,9 +164,12 @@ def parse_prior(text: str, what: str = "prior") -> Prior:
     families = ", ".join(f"{k}({', '.join(v[0])})" for k, v in PRIORS.items())
     if not isinstance(text, str):
         raise PriorError(f"{what} must be a string like 'Uniform(0, 1)', got {text!r}")
+    if len(text) > _MAX_TEXT:
+        raise PriorError(f"{what} is {len(text)} characters long; a prior such as 'Uniform(0, 1)' needs "
+                         f"at most {_MAX_TEXT}")
     try:
         node = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, MemoryError, RecursionError, ValueError):
         node = None
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.keywords:
         raise PriorError(
@@ -172,7 +187,10 @@ def parse_prior(text: str, what: str = "prior") -> Prior:
         if not (isinstance(a, ast.Constant) and isinstance(a.value, (int, float))
                 and not isinstance(a.value, bool)):
             raise PriorError(f"{what} {text!r}: arguments must be plain numbers")
-        args.append(sign * float(a.value))
+        try:
+            args.append(sign * float(a.value))
+        except OverflowError:       # an integer literal with hundreds of digits
+            args.append(sign * math.inf)
     names, check = PRIORS[family]
     if len(args) != len(names):
         raise PriorError(
@@ -180,7 +198,42 @@ def parse_prior(text: str, what: str = "prior") -> Prior:
         )
     if not all(math.isfinite(v) for v in args):
         raise PriorError(f"{what} {text!r}: arguments must be finite")
+    for name, value in zip(names, args):
+        problem = float32_problem(value)
+        if problem:
+            raise PriorError(f"{what} {text!r}: {name} = {value:g} {problem}; the sampler computes in "
+                             f"float32, so rescale the parameter")
     problem = check(args)
     if problem:
         raise PriorError(f"{what} {text!r}: {family} needs {problem}")
-    return Prior(family, tuple(args))
+    problem = _resolution(family, args)
+    if problem:
+        raise PriorError(f"{what} {text!r}: {problem}")
+    prior = Prior(family, tuple(args))
+    problem = float32_problem(prior.median())
+    if problem:
+        raise PriorError(f"{what} {text!r}: its median {prior.median():g} {problem}; the sampler computes "
+                         f"in float32, so give the prior on a rescaled parameter")
+    return prior
+
+
+def _resolution(family: str, a: list) -> str | None:
+    """Why a prior cannot be sampled in float32 although its arguments are valid (``None`` if it can)."""
+    if family == "LogNormal" and abs(a[0]) > MAX_LOG_LOC:
+        return (f"LogNormal's median exp(loc) = exp({a[0]:g}) is outside float32 (|loc| must be at most "
+                f"{MAX_LOG_LOC:.4g}); give the prior on a rescaled parameter")
+    spans = []      # (width, size of the location, what the width is)
+    if family in ("Uniform", "TruncatedNormal"):
+        low, high = a[-2], a[-1]
+        spans.append((high - low, max(abs(low), abs(high)), "high - low"))
+    if family in ("Normal", "StudentT", "TruncatedNormal"):
+        loc, scale = (a[1], a[2]) if family == "StudentT" else (a[0], a[1])
+        spans.append((scale, abs(loc), "scale"))
+    for width, size, label in spans:
+        if width > FLOAT32_MAX:
+            return f"{label} = {width:g} exceeds float32's largest value ({FLOAT32_MAX:.3g})"
+        if width < MIN_RELATIVE_WIDTH * size:
+            return (f"{label} = {width:g} is below {MIN_RELATIVE_WIDTH:g} of the location's size {size:g}: "
+                    f"float32 cannot resolve so narrow a prior (NUTS would not move); widen it or fix the "
+                    f"parameter in the formula")
+    return None

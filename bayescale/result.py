@@ -6,14 +6,15 @@ hash, the validated runs, the reference points, the settings, package
 versions, timings and the diagnostics verdict.  ``fit.idata`` is the same
 content as an ArviZ ``InferenceData`` (groups posterior, log_likelihood,
 observed_data, constant_data, sample_stats), built on first use so that a fit
-which is never saved or compared does not pay ArviZ's import time.  ``save``
-writes one NetCDF file with the card and metadata in the posterior group's
-attributes; ``load_fit`` rebuilds the same object from it.
+which is never saved or compared does not pay ArviZ's import time; the
+pointwise log-likelihood likewise is computed on first use.  ``save`` writes
+one NetCDF file atomically, with the card and metadata in the posterior
+group's attributes and a checksum; ``load_fit`` verifies it and rebuilds the
+same object (see :mod:`bayescale.storage.fitfile`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,23 +23,22 @@ import numpy as np
 import pandas as pd
 
 from . import azstats
-from .cards import Law, law_from_text
+from .cards import Law
 from .diagnostics import Diagnostics, diagnose
 from .errors import FitFileError
 from .runs import Runs
+from .storage import read_fit_file, write_fit_file
 
 __all__ = ["Fit", "Samples", "load_fit", "summary_table"]
-
-_META = "bayescale_meta"
-_CARD = "bayescale_card"
 
 
 @dataclass(frozen=True)
 class Samples:
-    """The sampler's output: arrays shaped (chains, draws[, runs])."""
+    """The sampler's output: arrays shaped (chains, draws[, runs]).  ``log_likelihood`` may be None:
+    then :attr:`Fit.log_likelihood` computes it when first needed."""
 
     posterior: dict
-    log_likelihood: np.ndarray
+    log_likelihood: np.ndarray | None
     sample_stats: dict
 
 
@@ -57,10 +57,26 @@ class Fit:
     timings: dict = field(default_factory=dict)
 
     @cached_property
+    def log_likelihood(self) -> np.ndarray:
+        """log p(loss_i | draw) of every run under every draw, (chains, draws, runs).
+
+        Computed on first use from the draws and the runs when the sampler did not store it
+        (``samples.log_likelihood`` is None: it is a function of both, and for 10^5 runs it is
+        gigabytes); float64, or float32 beyond :data:`~bayescale.storage.fitfile.STORED_LOG_LIKELIHOOD_MAX`
+        values.
+        """
+        if self.samples.log_likelihood is not None:
+            return self.samples.log_likelihood
+        from .fitting import pointwise_log_likelihood
+
+        return pointwise_log_likelihood(self.law, self.noise, self.samples.posterior, self.runs.input_arrays(),
+                                        self.runs.response_array(), self.refs)
+
+    @cached_property
     def idata(self):
         """The fit as an ArviZ ``InferenceData`` (built once, on first use)."""
         return azstats.from_arrays(
-            self.samples.posterior, {"loss": self.samples.log_likelihood},
+            self.samples.posterior, {"loss": self.log_likelihood},
             {"loss": self.runs.response_array()}, self.runs.input_arrays(), self.samples.sample_stats,
             attrs={"inference_library": "numpyro", "bayescale_law": self.law.name})
 
@@ -90,23 +106,16 @@ class Fit:
         return summary_table(self)
 
     def save(self, path, force: bool = False) -> Path:
-        """Write the fit to NetCDF; refuses to overwrite unless ``force``."""
+        """Write the fit to NetCDF (see :mod:`bayescale.storage.fitfile`); refuses to overwrite unless
+        ``force``.  Atomic: ``path`` holds the old file or the complete new one, never a part."""
         path = Path(path)
         if path.is_dir():
             raise FitFileError(f"{str(path)!r} is a directory; give a file name such as fit.nc")
-        if path.exists() and not force:
+        if (path.exists() or path.is_symlink()) and not force:
             raise FitFileError(f"{str(path)!r} exists; pass force=True (CLI: --force) to overwrite it")
         if not path.parent.exists():
             raise FitFileError(f"directory {str(path.parent)!r} does not exist")
-        meta = {"law": self.law.name, "law_source": self.law.source, "card_hash": self.card_hash,
-                "noise": self.noise, "refs": self.refs, "settings": self.settings,
-                "versions": self.versions, "timings": self.timings, "runs_source": self.runs.source,
-                "runs_hash": self.runs.hash, "derived": list(self.runs.derived),
-                "inputs": list(self.runs.inputs), "response": self.runs.response}
-        tmp = path.with_name(path.name + ".tmp")
-        azstats.save_netcdf(self.idata, tmp, {_META: json.dumps(meta), _CARD: self.law.text})
-        tmp.replace(path)
-        return path
+        return write_fit_file(self, path)
 
     def __str__(self) -> str:
         table = self.summary()
@@ -143,31 +152,15 @@ def summary_table(fit: Fit) -> pd.DataFrame:
 
 
 def load_fit(path) -> Fit:
-    """Read a fit written by :meth:`Fit.save`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FitFileError(f"fit file {str(path)!r} does not exist")
-    try:
-        idata = azstats.load_netcdf(path)
-        meta = json.loads(idata.posterior.attrs[_META])
-        text = idata.posterior.attrs[_CARD]
-    except (OSError, KeyError, ValueError, AttributeError) as exc:
-        raise FitFileError(f"{str(path)!r} is not a bayescale fit file ({type(exc).__name__}: {exc})") from None
-    law = law_from_text(text, source=meta["law_source"])
-    const, obs = idata.constant_data, idata.observed_data
-    table = pd.DataFrame({k: np.asarray(const[k]) for k in meta["inputs"]})
-    table[meta["response"]] = np.asarray(obs["loss"])
-    runs = Runs(table=table, inputs=tuple(meta["inputs"]), response=meta["response"],
-                source=meta["runs_source"], derived=tuple(meta["derived"]))
+    """Read a fit written by :meth:`Fit.save`, verified (see :mod:`bayescale.storage.fitfile`):
+    anything wrong with the file is a :class:`~bayescale.errors.FitFileError`."""
+    parts = read_fit_file(path)
+    law = parts["law"]
     var_names = list(law.reported_names) + ["sigma"]
-    samples = Samples(
-        posterior={k: np.asarray(idata.posterior[k]) for k in var_names},
-        log_likelihood=np.asarray(idata.log_likelihood["loss"]),
-        sample_stats={k: np.asarray(v) for k, v in idata.sample_stats.data_vars.items()})
+    samples = Samples(posterior=parts["posterior"], log_likelihood=parts["log_likelihood"],
+                      sample_stats=parts["sample_stats"])
     diagnostics = diagnose(samples.posterior, samples.sample_stats, var_names,
-                           meta["settings"]["max_tree_depth"])
-    fit = Fit(samples=samples, law=law, noise=meta["noise"], runs=runs, refs=meta["refs"],
-              settings=meta["settings"], versions=meta["versions"], diagnostics=diagnostics,
-              timings=meta["timings"])
-    fit.__dict__["idata"] = idata   # keep the file's InferenceData (with its attributes)
-    return fit
+                           parts["settings"]["max_tree_depth"])
+    return Fit(samples=samples, law=law, noise=parts["noise"], runs=parts["runs"], refs=parts["refs"],
+               settings=parts["settings"], versions=parts["versions"], diagnostics=diagnostics,
+               timings=parts["timings"])

@@ -5,11 +5,21 @@ Everything is checked here, before any array reaches JAX; each problem is a
 positions in the table as given) and what was expected.  Suspicious but
 usable tables (duplicated rows, inputs that look like the wrong units) give a
 :class:`~bayescale.errors.DataWarning`.
+
+CSV files are read strictly: UTF-8, comma-separated, ``.`` as the decimal
+point, every row with as many fields as the header, and no column name twice.
+A row with an extra field is what a decimal comma (``2,416``) or a trailing
+comma looks like, and a lenient reader would shift the columns or drop a
+digit silently; such files are refused with the rows and the likely cause.
+Values must also be usable in float32, the sampler's precision (between
+~1.2e-38 and ~3.4e38 in magnitude).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +29,7 @@ import pandas as pd
 
 from .cards import Law
 from .errors import DataError, DataWarning, format_rows, plural
-from .formula import Scope, evaluate
+from .formula import FLOAT32_MAX, FLOAT32_TINY, Scope, evaluate
 from .noise import link
 
 __all__ = ["Runs", "parse_mapping", "prepare_grid", "prepare_runs", "read_table", "rename_columns"]
@@ -84,12 +94,58 @@ def read_table(data) -> tuple[pd.DataFrame, str]:
             raise DataError(f"runs file {str(path)!r} is a directory; give a CSV file")
         if not path.is_file():
             raise DataError(f"runs file {str(path)!r} does not exist")
-        try:
-            frame = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-            raise DataError(f"runs file {str(path)!r} is not a readable CSV: {exc}") from None
-        return frame, str(path)
+        return _read_csv(path), str(path)
     raise DataError(f"runs must be a pandas DataFrame or a CSV path, got {type(data).__name__}")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file read strictly (see the module docstring)."""
+    where = f"runs file {str(path)!r}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    if b"\x00" in data:
+        raise DataError(f"{where} is not a text CSV file (it contains NUL bytes: binary, or UTF-16 text)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at position {exc.start}); "
+                        f"save it as UTF-8") from None
+    try:
+        rows = [(line, row) for line, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1) if row]
+    except csv.Error as exc:
+        raise DataError(f"{where} is not a readable CSV: {exc}") from None
+    if not rows:
+        raise DataError(f"{where} is empty; expected a header line (e.g. N,D,loss) and one row per run")
+    header = rows[0][1]
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        sep = next(s for s in ";\t|" if s in header[0])
+        raise DataError(f"{where} looks {sep!r}-separated (header {header[0]!r}); bayescale reads "
+                        f"comma-separated CSV with '.' as the decimal point: convert the file")
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:
+        raise DataError(f"{where}: column names {dup} appear more than once in the header; each column "
+                        f"needs its own name")
+    ragged = [(i, line, len(row)) for i, (line, row) in enumerate(rows[1:]) if len(row) != len(header)]
+    if ragged:
+        rows_at = format_rows([i for i, _, _ in ragged])
+        counts = sorted({n for _, _, n in ragged})
+        trailing = all(n == len(header) + 1 and rows[i + 1][1][-1] == "" for i, _, n in ragged)
+        if trailing:
+            why = "every such row ends with a comma the header does not have (a trailing comma)"
+        elif max(counts) > len(header):
+            why = ("extra fields are what decimal commas look like (2,416 for 2.416): bayescale needs '.' as the "
+                   "decimal point")
+        else:
+            why = "fields are missing"
+        fields = " or ".join(map(str, counts)) + (" field" if counts == [1] else " fields")
+        raise DataError(f"{where}: {rows_at} (first at line {ragged[0][1]}) {'has' if len(ragged) == 1 else 'have'} "
+                        f"{fields} but the header has {len(header)}; {why}")
+    try:
+        return pd.read_csv(io.StringIO(text), index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise DataError(f"{where} is not a readable CSV: {exc}") from None
 
 
 def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -114,6 +170,16 @@ def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
     return arr
 
 
+def _float32(col: str, arr: np.ndarray) -> None:
+    """Refuse values the sampler's float32 cannot hold (they would become inf or 0)."""
+    size = np.abs(arr)
+    bad = np.flatnonzero((size > FLOAT32_MAX) | ((size < FLOAT32_TINY) & (size > 0)))
+    if len(bad):
+        raise DataError(f"column {col!r} has {plural(len(bad), 'value')} outside float32's range "
+                        f"({FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g} in magnitude) at {format_rows(bad)} "
+                        f"(e.g. {arr[bad[0]]:g}); the sampler computes in float32: rescale the column's units")
+
+
 def _positive(col: str, arr: np.ndarray, why: str) -> None:
     bad = np.flatnonzero(arr <= 0)
     if len(bad):
@@ -124,6 +190,9 @@ def _positive(col: str, arr: np.ndarray, why: str) -> None:
 def rename_columns(frame: pd.DataFrame, mapping) -> pd.DataFrame:
     """Apply ``--map name=column`` renaming, checking the columns exist and stay unique."""
     mapping = parse_mapping(mapping)
+    if frame.columns.duplicated().any():
+        dup = sorted(map(str, set(frame.columns[frame.columns.duplicated()])))
+        raise DataError(f"columns {dup} appear more than once in the table; each column needs its own name")
     for name, col in mapping.items():
         if col not in frame.columns:
             raise DataError(f"--map {name}={col}: the table has no column {col!r}; "
@@ -164,10 +233,14 @@ def _inputs(frame: pd.DataFrame, law: Law, extra=()) -> tuple[dict, list]:
         columns[col] = _numeric(frame, col)
         if col not in extra:
             _positive(col, columns[col], "inputs enter the law through logs and powers")
+        _float32(col, columns[col])
     for spec in law.inputs:
         if spec.name in derived:
-            columns[spec.name] = np.asarray(evaluate(spec.derive.tree, Scope(columns, xp="numpy")), float)
+            with np.errstate(all="ignore"):
+                columns[spec.name] = np.asarray(evaluate(spec.derive.tree, Scope(columns, xp="numpy")), float)
+            _numeric(pd.DataFrame({spec.name: columns[spec.name]}), spec.name)
             _positive(spec.name, columns[spec.name], f"derived as {spec.derive}")
+            _float32(spec.name, columns[spec.name])
     return columns, derived
 
 

@@ -33,10 +33,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 import time
+import warnings
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -111,9 +110,10 @@ def _code_fingerprint() -> str:
 
 def _program_path(key: dict) -> Path | None:
     """Where the exported program for ``key`` is kept, or None if the cache is off."""
-    if os.environ.get("BAYESCALE_JAX_CACHE", "1") == "0":
+    from .jaxsetup import cache_dir, cache_enabled, host_fingerprint
+
+    if not cache_enabled():
         return None
-    from .jaxsetup import cache_dir, host_fingerprint
 
     text = json.dumps({**key, "code": _code_fingerprint(), "numpyro": metadata.version("numpyro")},
                       sort_keys=True, default=str)
@@ -179,39 +179,81 @@ def _compiled(law, noise: str, groups: int, piece: int, warmup: int, draws: int,
            "warmup": warmup, "draws": draws, "target_accept": target_accept, "max_depth": max_depth,
            "dense": dense, "args": str(shapes)}
     path = _program_path(key)
-    exported = None
-    if path is not None and path.is_file():
+    exported = _load_program(path) if path is not None else None
+    if exported is not None:
         try:
-            exported = jax.export.deserialize(bytearray(path.read_bytes()))
-        except Exception:       # unreadable or from an incompatible jax: trace again (and overwrite)
+            return _compile(exported, groups, arg_specs)
+        except Exception:       # deserialised but does not compile (a damaged entry): trace it again, replace it
             exported = None
-    if exported is None:
-        exported = _trace(law, noise, groups, piece, warmup, draws, target_accept, max_depth, dense, arg_specs)
-        try:
-            blob = exported.serialize()
-        except ImportError:     # jax.export needs flatbuffers to serialise; without it, trace in every process
-            path = None
-        if path is not None:
-            _write_atomically(path, blob)
-            exported = jax.export.deserialize(blob)   # the same module a later process will compile
+    exported = _trace(law, noise, groups, piece, warmup, draws, target_accept, max_depth, dense, arg_specs)
+    try:
+        blob = exported.serialize()
+    except ImportError:         # jax.export needs flatbuffers to serialise; without it, trace in every process
+        path = None
+    if path is not None:
+        _save_program(path, blob)
+        exported = jax.export.deserialize(blob)   # the same module a later process will compile
+    return _compile(exported, groups, arg_specs)
+
+
+def _compile(exported, groups: int, arg_specs):
+    """Compile a (deserialised) program for arguments shaped like ``arg_specs``; returns it and the
+    shardings of its arguments."""
+    import jax
+
+    from .errors import CacheWarning
+
     shardings = exported.in_shardings_jax(_mesh(groups))
     leaves, tree = jax.tree.flatten(arg_specs)
     placed = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s) for a, s in zip(leaves, shardings)]
-    return jax.jit(exported.call).lower(*jax.tree.unflatten(tree, placed)).compile(), shardings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = jax.jit(exported.call).lower(*jax.tree.unflatten(tree, placed)).compile()
+    cache_notes = []
+    for w in caught:        # JAX's multi-line note on a cache entry it could not read or write: one line of ours
+        if "persistent compilation cache" in str(w.message):
+            cache_notes.append(str(w.message).splitlines()[0][:300])
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if cache_notes:
+        warnings.warn(f"JAX's compiled-code cache failed ({cache_notes[0]}); the sampler was compiled "
+                      f"afresh, the fit is unaffected", CacheWarning, stacklevel=4)
+    return compiled, shardings
 
 
-def _write_atomically(path: Path, blob) -> None:
-    """Write ``blob`` to ``path`` via a temporary file (a concurrent reader never sees half a file)."""
-    tmp = None
+_MAGIC = b"bayescale-program-1\n"
+
+
+def _load_program(path: Path):
+    """The program saved at ``path``, or None if there is none or it is damaged (its SHA-256, stored
+    in front of it, does not match), unreadable or from an incompatible jax: then it is traced again
+    and the entry replaced."""
+    import jax
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head = len(_MAGIC) + 65
+    if data[:len(_MAGIC)] != _MAGIC or hashlib.sha256(data[head:]).hexdigest().encode() != data[len(_MAGIC):head - 1]:
+        return None
+    try:
+        return jax.export.deserialize(bytearray(data[head:]))
+    except Exception:
+        return None
+
+
+def _save_program(path: Path, blob) -> None:
+    """Save ``blob`` with its checksum, atomically (a concurrent reader never sees half a file); a
+    cache that cannot be written costs a re-trace next time, nothing else."""
+    from .storage.atomic import write_atomically
+
+    blob = bytes(blob)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as fh:
-            tmp = fh.name
-            fh.write(blob)
-        os.replace(tmp, path)
-    except OSError:             # a read-only cache costs a re-trace next time, nothing else
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        write_atomically(path, _MAGIC + hashlib.sha256(blob).hexdigest().encode() + b"\n" + blob)
+    except OSError:
+        pass
 
 
 def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
@@ -233,6 +275,9 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     """
     import jax
 
+    from .jaxsetup import warn_if_no_cache
+
+    warn_if_no_cache()
     t0 = time.perf_counter()
     # chains in groups: one group per host device, in parallel; a group's chains one after another
     groups = max(k for k in range(1, min(chains, jax.local_device_count()) + 1) if chains % k == 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -230,12 +231,15 @@ def test_nonexistent_csv_path(tmp_path):
         prepare_runs(tmp_path / "missing.csv", CHINCHILLA)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\xfa", b'N,loss\n"1e8,3\n'],
-                         ids=["empty file", "binary file", "broken quoting"])
-def test_unreadable_csv(tmp_path, content):
+@pytest.mark.parametrize("content, pattern", [
+    (b"", r"is empty; expected a header line"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\xfa", r"is not a text CSV file \(it contains NUL bytes"),
+    (b'N,loss\n"1e8,3\n', r"row 0 \(first at line 2\) has 1 field but the header has 2; fields are missing"),
+], ids=["empty file", "binary file", "broken quoting"])
+def test_unreadable_csv(tmp_path, content, pattern):
     path = tmp_path / "runs.csv"
     path.write_bytes(content)
-    with pytest.raises(DataError, match=r"runs file '.*runs\.csv' is not a readable CSV: "):
+    with pytest.raises(DataError, match=r"runs file '.*runs\.csv'(:)? " + pattern):
         prepare_runs(path, CHINCHILLA)
 
 
@@ -246,8 +250,8 @@ def test_csv_without_permission_to_read(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(pd, "read_csv", denied)
-    with pytest.raises(DataError, match=r"runs file '.*runs\.csv' is not a readable CSV: .*Permission denied"):
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(DataError, match=r"runs file '.*runs\.csv' cannot be read: Permission denied"):
         prepare_runs(path, CHINCHILLA)
 
 

@@ -59,17 +59,23 @@ def emit_error(args, exc: BaseException) -> None:
 
 
 def check_out_path(path, force: bool) -> Path | None:
-    """Fail fast (before any fitting) if ``path`` cannot be written."""
+    """Fail fast (before any fitting) if ``path`` cannot be written: a directory, an existing file
+    without ``force``, a missing or unwritable folder."""
+    from ..storage.atomic import check_writable
+
     if path is None:
         return None
     path = Path(path)
     if path.is_dir():
         raise FitFileError(f"--out {str(path)!r} is a directory; give a file name such as fit.nc")
-    if path.exists() and not force:
+    if (path.exists() or path.is_symlink()) and not force:
         raise FitFileError(f"--out {str(path)!r} exists; pass --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FitFileError(f"--out {str(path)!r}: directory {str(parent)!r} does not exist")
+    problem = check_writable(path)
+    if problem:
+        raise FitFileError(f"--out {str(path)!r}: cannot write in directory {str(parent)!r} ({problem})")
     return path
 
 

@@ -60,6 +60,7 @@ def _row_estimate(row, prefix: str) -> Estimate:
 
 
 def _allocation(fits, weights, budget) -> tuple[AllocationAnswer, list[str]]:
+    from ..mixture import probability
     from ..optimal import optimal
 
     with warnings.catch_warnings(record=True) as caught:
@@ -72,8 +73,8 @@ def _allocation(fits, weights, budget) -> tuple[AllocationAnswer, list[str]]:
     ans = AllocationAnswer(
         budget=float(budget), N=_estimate(a.N[:, 0], w), D=_estimate(a.D[:, 0], w),
         ratio=_estimate(a.ratio[:, 0], w), loss=_estimate(a.loss[:, 0], w), exponent_a=exps[0],
-        exponent_b=exps[1], p_outside_domain=float((w * a.outside_domain[:, 0]).sum()),
-        p_at_bound=float((w * (a.at_n_bound[:, 0] | a.at_token_cap[:, 0])).sum()))
+        exponent_b=exps[1], p_outside_domain=float(probability(w, a.outside_domain[:, 0])),
+        p_at_bound=float(probability(w, a.at_n_bound[:, 0] | a.at_token_cap[:, 0])))
     return ans, _caught(caught)
 
 

@@ -4,7 +4,8 @@ Defaults that just work: 4 chains run in parallel over host CPU devices
 (several chains per device in turn when there are fewer devices than
 chains), 1000 warm-up + 1000 draws each, a dense mass matrix, every chain
 started near a quick robust optimum (see
-:mod:`bayescale.init`), a progress bar when stderr is a terminal.  The same
+:mod:`bayescale.init`), progress on stderr (a bar with an ETA on a terminal,
+plain log lines otherwise; see :mod:`bayescale.progress`).  The same
 seed gives bit-identical draws.  The sampler is :mod:`bayescale.nuts` (Stan's
 NUTS and warm-up) on the NumPyro model's density; the data are arguments of
 the compiled program, so JAX's caches reuse it for any data of the same law
@@ -68,7 +69,9 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     ``formula`` + ``priors`` (e.g. ``"E + A / N**alpha"`` and
     ``{"E": "LogNormal(0, 1)", ...}``) or ``card`` (a TOML file).  ``noise``
     overrides the card's noise model; ``mapping`` renames columns
-    (``{"loss": "val_loss"}``).
+    (``{"loss": "val_loss"}``).  ``progress``: on stderr, a bar with an
+    ETA on a terminal and plain log lines otherwise (default); ``False``
+    silences it.
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
@@ -92,14 +95,11 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     start.pop("_natural")
     t_init = time.perf_counter() - t_init
 
-    if progress is None:
-        progress = sys.stderr.isatty()
-
     t_mcmc = time.perf_counter()
     posterior, stats, method, t_chains = run_chains(
         law, noise, start, inputs, refs, loss, chains=chains, warmup=warmup, draws=draws, seed=seed,
         target_accept=float(target_accept), max_tree_depth=max_tree_depth, dense_mass=dense_mass,
-        progress=progress)
+        progress=progress is not False)
     t_mcmc = time.perf_counter() - t_mcmc
 
     t_post = time.perf_counter()

@@ -31,7 +31,7 @@ log-sum-exp form of ``log mu``; ``logit mu = log mu - log1p(-mu)``).
 from __future__ import annotations
 
 __all__ = ["LINKS", "NOISE_MODELS", "STUDENT_T_DF", "link", "noise_cdf", "noise_distribution",
-           "noise_location", "noise_logpdf", "noise_scale", "apply_link", "uses_log_mean"]
+           "noise_location", "noise_logpdf", "noise_sample", "noise_scale", "apply_link", "uses_log_mean"]
 
 #: Degrees of freedom of the Student-t noise (fixed: heavy enough tails for
 #: outlying runs, light enough that sigma stays identified).
@@ -155,3 +155,27 @@ def noise_logpdf(noise: str, y, location, scale):
     else:
         out = -0.5 * z * z - np.log(scale) - 0.5 * np.log(2 * np.pi)
     return np.where(inside, out + log_jacobian, -np.inf)
+
+
+def noise_sample(noise: str, location, scale, rng):
+    """Draws of the raw response for one noise model, in numpy (float64), broadcasting
+    ``location`` and ``scale`` as in :func:`noise_cdf`; ``rng`` a ``numpy.random.Generator``.
+
+    The same distribution as :func:`noise_distribution`: the noise is drawn in
+    the link's space and pushed through the inverse link.
+    """
+    import numpy as np
+
+    location, scale = np.broadcast_arrays(np.asarray(location, float), np.asarray(scale, float))
+    if noise == "student_t_log":
+        z = rng.standard_t(STUDENT_T_DF, size=location.shape)
+    else:
+        z = rng.standard_normal(size=location.shape)
+    g = location + scale * z
+    kind = LINKS[noise]
+    with np.errstate(over="ignore"):
+        if kind == "log":
+            return np.exp(g)
+        if kind == "logit":
+            return 1.0 / (1.0 + np.exp(-g))
+    return g

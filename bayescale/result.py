@@ -5,10 +5,13 @@ draws, pointwise log-likelihood, sample statistics), the law card's text and
 hash, the validated runs, the reference points, the settings, package
 versions, timings and the diagnostics verdict.  ``fit.idata`` is the same
 content as an ArviZ ``InferenceData`` (groups posterior, log_likelihood,
-observed_data, constant_data, sample_stats), built on first use so that a fit
-which is never saved or compared does not pay ArviZ's import time.  ``save``
-writes one NetCDF file with the card and metadata in the posterior group's
-attributes; ``load_fit`` rebuilds the same object from it.
+observed_data, constant_data, sample_stats, and posterior_predictive, prior,
+prior_predictive from :mod:`bayescale.evidence.predictive`), built on first
+use so that a fit which is never saved or compared does not pay ArviZ's
+import time.  ``save`` writes one NetCDF file with the stored groups (not the
+predictive ones, which are rebuilt from them) and the card and metadata in
+the posterior group's attributes; ``load_fit`` rebuilds the same object from
+it.
 """
 
 from __future__ import annotations
@@ -57,12 +60,20 @@ class Fit:
     timings: dict = field(default_factory=dict)
 
     @cached_property
-    def idata(self):
-        """The fit as an ArviZ ``InferenceData`` (built once, on first use)."""
+    def _stored_idata(self):
+        """The groups a fit file holds (posterior, log_likelihood, observed/constant data, sample_stats)."""
         return azstats.from_arrays(
             self.samples.posterior, {"loss": self.samples.log_likelihood},
             {"loss": self.runs.response_array()}, self.runs.input_arrays(), self.samples.sample_stats,
             attrs={"inference_library": "numpyro", "bayescale_law": self.law.name})
+
+    @cached_property
+    def idata(self):
+        """The fit as an ArviZ ``InferenceData`` (built once, on first use), with the posterior
+        predictive, prior and prior predictive groups (:func:`bayescale.evidence.predictive.predictive_groups`)."""
+        from .evidence.predictive import predictive_groups
+
+        return azstats.with_groups(self._stored_idata, predictive_groups(self), len(self.runs))
 
     @property
     def card_text(self) -> str:
@@ -104,7 +115,7 @@ class Fit:
                 "runs_hash": self.runs.hash, "derived": list(self.runs.derived),
                 "inputs": list(self.runs.inputs), "response": self.runs.response}
         tmp = path.with_name(path.name + ".tmp")
-        azstats.save_netcdf(self.idata, tmp, {_META: json.dumps(meta), _CARD: self.law.text})
+        azstats.save_netcdf(self._stored_idata, tmp, {_META: json.dumps(meta), _CARD: self.law.text})
         tmp.replace(path)
         return path
 
@@ -155,5 +166,5 @@ def load_fit(path) -> Fit:
     fit = Fit(samples=samples, law=law, noise=meta["noise"], runs=runs, refs=meta["refs"],
               settings=meta["settings"], versions=meta["versions"], diagnostics=diagnostics,
               timings=meta["timings"])
-    fit.__dict__["idata"] = idata   # keep the file's InferenceData (with its attributes)
+    fit.__dict__["_stored_idata"] = idata   # keep the file's InferenceData (with its attributes)
     return fit

@@ -13,13 +13,13 @@ judged pass / warn / fail.  Progress (which fit is running) goes to stderr.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..checks import positive_number
 from ..errors import BayescaleError
+from ..progress import Steps
 from ._common import _allocatable, _fit_names
 from .answer import _answer, _plan_grid, _sensitivity, _truth_rows
 from .checks import diagnostics_report
@@ -30,19 +30,6 @@ from .model import Memo, Question, Reproducibility
 __all__ = ["build_memo"]
 
 UTILITIES = ("mean", "quantile", "cvar")
-
-
-class Progress:
-    """One line per step on stderr: ``[memo   12.3 s] fitting kaplan ...``."""
-
-    def __init__(self, enabled: bool, stream=None):
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.t0 = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if self.enabled:
-            print(f"[memo {time.perf_counter() - self.t0:6.1f} s] {message}", file=self.stream, flush=True)
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -133,10 +120,10 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     ``cvar`` at level ``q``).  ``truth``: for simulated data, the generating
     parameters per law name, shown beside the posterior.  ``command``: the
     command line to record (default: a description of this call).
-    ``progress``: step lines on stderr (default: when stderr is a terminal).
+    ``progress``: one line per step on stderr (default; ``False`` silences it).
     """
     t_start = time.perf_counter()
-    say = Progress(sys.stderr.isatty() if progress is None else bool(progress))
+    say = Steps("memo", progress is not False)
     budget = positive_number("budget", budget)
     target = positive_number("target", target)
     plan = _check_plan(plan)

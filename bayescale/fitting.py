@@ -114,7 +114,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         "step_size": stats["step_size"].astype(float),
     }
     var_names = list(law.param_names) + ["sigma"]
-    diagnostics = diagnose(posterior, sample_stats, var_names, max_tree_depth)
+    diagnostics = diagnose(posterior, sample_stats, var_names, max_tree_depth, noise=noise)
     t_post = time.perf_counter() - t_post
 
     settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed,

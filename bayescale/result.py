@@ -162,7 +162,7 @@ def load_fit(path) -> Fit:
         log_likelihood=np.asarray(idata.log_likelihood["loss"]),
         sample_stats={k: np.asarray(v) for k, v in idata.sample_stats.data_vars.items()})
     diagnostics = diagnose(samples.posterior, samples.sample_stats, var_names,
-                           meta["settings"]["max_tree_depth"])
+                           meta["settings"]["max_tree_depth"], noise=meta["noise"])
     fit = Fit(samples=samples, law=law, noise=meta["noise"], runs=runs, refs=meta["refs"],
               settings=meta["settings"], versions=meta["versions"], diagnostics=diagnostics,
               timings=meta["timings"])

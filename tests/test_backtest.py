@@ -229,6 +229,11 @@ def test_cli_backtest(bnsl_csv, tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["summary"][0]["law"] == "bnsl1" and len(data["runs"]) == 3
     assert plot.stat().st_size > 1000
+    before = plot.stat().st_mtime_ns
+    assert main(argv) == 2                         # refused before any fitting: the plot exists
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err and err.count("\n") == 1
+    assert plot.stat().st_mtime_ns == before
     assert main(["backtest", str(bnsl_csv), "--law", "bnsl1", "--holdout", "x>=5000",
                  "--map", "x=train_set_size", "loss=test_cross_entropy"]) == 2
     err = capsys.readouterr().err

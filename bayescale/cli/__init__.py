@@ -31,12 +31,9 @@ import os
 import sys
 import warnings
 
-__all__ = ["COMMAND_MODULES", "EXIT_BAD_INPUT", "EXIT_FAILED_GATE", "build_parser", "main"]
+from ._common import EXIT_BAD_INPUT, EXIT_FAILED_GATE
 
-#: Exit status of bad input (a BayescaleError or a usage error).
-EXIT_BAD_INPUT = 2
-#: Exit status under ``--strict`` when a fit failed the diagnostics gate (the output is still written).
-EXIT_FAILED_GATE = 3
+__all__ = ["COMMAND_MODULES", "EXIT_BAD_INPUT", "EXIT_FAILED_GATE", "build_parser", "main"]
 
 #: Modules (under ``bayescale.cli``) that register sub-commands, in the order
 #: they appear in ``bayescale --help``.  Adding a group of commands is one line.

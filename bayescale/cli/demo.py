@@ -21,7 +21,7 @@ import argparse
 import time
 from importlib import resources
 
-from ._common import add_json
+from ._common import add_json, add_strict
 
 __all__ = ["BUDGET", "FULL", "LAWS", "PLAN", "QUICK", "TARGET", "register", "run_demo"]
 
@@ -57,6 +57,7 @@ def register(subparsers) -> None:
                         f"fit instead of {FULL['chains']} x {FULL['draws']} after {FULL['warmup']}")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="one line per step on stderr (default on)")
+    add_strict(p, "a fit behind the answer failed the diagnostics gate (the memo is still written)")
     add_json(p)
     p.set_defaults(func=run_demo)
 

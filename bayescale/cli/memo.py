@@ -17,7 +17,7 @@ import shlex
 import sys
 import textwrap
 
-from ._common import add_json, emit
+from ._common import add_json, add_strict, emit, gate_status
 
 __all__ = ["FULL", "QUICK", "add_sampler_options", "register", "sampler_settings"]
 
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "memo", help="decision memo for a planned run: fit, compare, backtest, predict, allocate, diagnose",
         description="Fit every law (x noise model) to the runs, compare them by PSIS-LOO, backtest them on the "
-                    "largest runs, and answer from the stacked posterior: the plan's loss with 50%% and 90%% "
+                    "largest runs, and answer from the stacked posterior: the plan's loss with 50% and 90% "
                     "predictive intervals and P(loss < target), the compute-optimal N*, D*, D*/N* at the budget, "
                     "the allocation chosen under a utility, the plan's regret, the sensitivity to the law, and "
                     "every fit's diagnostics. Writes memo.md, memo.html (self-contained), memo.json, the "
@@ -95,6 +95,7 @@ def register(subparsers) -> None:
     p.add_argument("--map", action="extend", nargs="+", default=[], metavar="NAME=COLUMN",
                    help="use a differently named column, e.g. --map loss=val_loss")
     add_sampler_options(p)
+    add_strict(p, "a fit behind the answer failed the diagnostics gate (the memo is still written)")
     add_json(p)
     p.set_defaults(func=run_memo)
 
@@ -157,4 +158,4 @@ def report(args, memo, paths, **extra) -> int:
                       f"wrote {len(files['figures'])} figures and {len(files['fits'])} fits "
                       f"({files['fits'][0] if files['fits'] else ''} ...)"])
     emit(args, {**extra, "files": files, "memo": memo.as_dict()}, text)
-    return 0
+    return gate_status(args, memo.failed)

@@ -186,12 +186,16 @@ def test_failed_fit_gives_the_failure_banner(epoch_fit):
     assert check.status == "fail" and any("R-hat" in r for r in check.reasons)
     banner = memo.diagnostics.banner
     assert banner.startswith("DIAGNOSTICS FAILED for 1 of 1 fits") and "do not act on them" in banner
+    assert memo.diagnostics.banner_kind == "fail" and memo.diagnostics.answer_failed
+    assert memo.answer.decision.action == "rerun"
+    assert memo.answer.decision.sentence.startswith("**Do not act on this memo yet**")
     md = render_markdown(memo)
     first_section = md.index("## Summary")
-    assert md.index("> **⛔ DIAGNOSTICS FAILED") < first_section      # at the top, before anything else
-    assert "Diagnostics: **FAIL**" in md
+    assert md.index("> **DIAGNOSTICS FAILED") < first_section      # at the top, before anything else
+    assert "Diagnostics: **FAIL** for the answer" in md
+    assert "⛔" not in md                                          # no emoji: it renders as a box without a font
     html = render_html(memo)
-    assert '<div class="banner fail" role="alert">⛔ DIAGNOSTICS FAILED' in html
+    assert '<div class="banner fail" role="alert">DIAGNOSTICS FAILED' in html
     assert "DIAGNOSTICS FAILED" in str(memo)
 
 

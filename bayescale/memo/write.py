@@ -48,7 +48,7 @@ def write_memo(memo, out, force: bool = False, save_fits: bool = True) -> dict:
     if save_fits and (memo.fits or memo.holdout_fits):
         fits_dir = out / "fits"
         fits_dir.mkdir(exist_ok=True)
-        names = [c.name for c in memo.diagnostics.checks if c.role == "answer"]
+        names = [c.name for c in memo.diagnostics.checks if c.role != "backtest"]
         taken = set()
         for name, fit in list(zip(names, memo.fits)) + [(f"backtest_{n}", f) for n, f in memo.holdout_fits]:
             stem = _safe(name)

@@ -77,7 +77,8 @@ def register(subparsers) -> None:
     p.add_argument("--plan", metavar="N=..,D=..", help="the planned run, e.g. N=7e10,D=1.4e12")
     p.add_argument("--target", type=float, metavar="LOSS", help="target loss: report P(loss < target)")
     p.add_argument("--out", default="memo", metavar="DIR", help="output directory (default: memo)")
-    p.add_argument("--force", action="store_true", help="write into --out even if it is not empty")
+    p.add_argument("--force", action="store_true",
+                   help="replace the memo already in --out (a folder holding anything but a memo is never replaced)")
     p.add_argument("--title", help="the memo's title")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--holdout-top", metavar="FRACTION",
@@ -142,7 +143,7 @@ def run_memo(args) -> int:
         holdout=args.holdout, split_column=args.split_column, by=args.by, utility=args.utility, q=args.q,
         reloo=args.reloo, title=args.title, command=command_line(args), progress=args.progress,
         **sampler_settings(args))
-    paths = write_memo(memo, out, force=True)
+    paths = write_memo(memo, out, force=args.force)
     return report(args, memo, paths)
 
 

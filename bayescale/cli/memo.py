@@ -149,9 +149,12 @@ def run_memo(args) -> int:
 
 def report(args, memo, paths, **extra) -> int:
     """Print the memo's headline and the files written (JSON: the whole memo); warn on failed diagnostics."""
+    failed = ", ".join(c.name + ("" if c.role == "answer" else f" ({c.role})") for c in memo.diagnostics.failed)
     if memo.failed:
-        failed = ", ".join(c.name + ("" if c.role == "answer" else " (backtest)") for c in memo.diagnostics.failed)
         print(f"warning: diagnostics FAILED for {failed}; the memo carries the failure banner", file=sys.stderr)
+    elif failed:
+        print(f"warning: supporting fits failed the diagnostics gate ({failed}); the fits behind the answer pass, "
+              "and the memo says which rows are unreliable", file=sys.stderr)
     files = {"markdown": str(paths["markdown"]), "html": str(paths["html"]), "json": str(paths["json"]),
              "figures": [str(p) for p in paths["figures"]], "fits": [str(p) for p in paths["fits"]]}
     text = "\n".join([str(memo), "",

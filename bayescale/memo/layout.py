@@ -226,6 +226,8 @@ def _answer(m: Memo) -> list:
                      "beyond the largest fitted run.")
         out.append(Para(" ".join(extra)))
         out += [FigureRef(f) for f in m.figures if f.name == "bands"]
+    elif any(f.name == "bands" for f in m.figures):     # no plan: the bands still show the extrapolation
+        out += [FigureRef(f) for f in m.figures if f.name == "bands"]
     if a.allocation is not None:
         al = a.allocation
         out.append(Heading(3, f"Compute-optimal allocation at {flops(al.budget, 3)}"))

@@ -610,3 +610,43 @@ def test_memo_for_every_card_of_n_and_d(law, question, card_runs, tmp_path):
     paths = write_memo(memo, tmp_path / "memo")
     assert paths["html"].read_text().count("data:image/png;base64,") == len(memo.figures)
     json.loads(paths["json"].read_text())
+
+
+# --------------------------------------------------------------------------- figures (issue 11)
+
+
+def test_figures_show_the_target_and_keep_their_titles(epoch_fit, epoch_memo):
+    import warnings as _w
+
+    from bayescale.memo.figures import plot_sensitivity
+    from bayescale.mixture import weighted_quantile
+    from bayescale.optimal import optimal
+    from bayescale.plots.allocation import plot_ratio
+    from bayescale.plots.bands import plot_bands
+    from bayescale.plots._style import pyplot
+
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        fig = plot_bands(epoch_fit, plan=PLAN, target=1.95)
+    ax = fig.axes[0]
+    assert any(tuple(line.get_ydata()) == (1.95, 1.95) for line in ax.lines)          # the target line
+    assert "target loss 1.95" in [t.get_text() for t in ax.get_legend().get_texts()]
+    fig = plot_sensitivity(epoch_memo.sensitivity, epoch_memo.answer.plan.loss, epoch_memo.answer.allocation.ratio,
+                           target=1.95)
+    assert any(tuple(line.get_xdata()) == (1.95, 1.95) for line in fig.axes[0].lines)
+    fig.canvas.draw()
+    box = fig.bbox
+    for text in [a.title for a in fig.axes] + [fig._suptitle]:
+        ext = text.get_window_extent()
+        assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1 and ext.y1 <= box.y1 + 1, text.get_text()  # not clipped
+    # D*/N*: the axis spans the posterior's 99% range (and the plan), not the most extreme draw
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        fig = plot_ratio(epoch_fit, 5.88e23, plan=PLAN)
+        a = optimal(epoch_fit, [5.88e23])
+    r = a.ratio[:, 0]
+    q005, q995 = weighted_quantile(r[:, None], a.weights, [0.005, 0.995])[:, 0]
+    lo, hi = fig.axes[0].get_xlim()
+    assert q005 / 1.16 <= lo and hi <= max(q995, 20) * 1.16
+    assert lo <= 20 <= hi
+    pyplot().close("all")

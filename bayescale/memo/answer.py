@@ -216,8 +216,9 @@ def _coverage_text(evidence, weights_by_name) -> tuple[str | None, list[str]]:
             text += " — **below the nominal 90%: treat the interval as too narrow**"
             caveats.append(f"**Miscalibration**: in the backtest (the largest runs held out and predicted), "
                            f"{c.name}'s 90% predictive intervals covered only {c.covered} of {c.n_test} held-out "
-                           f"runs ({pct(c.coverage_90)}; its 50% intervals {pct(c.coverage_50)}); at 90% coverage "
-                           f"that few would happen with probability {c.p_value:.2g}. The stated intervals are too "
+                           f"runs ({pct(c.coverage_90)}; its 50% intervals {pct(c.coverage_50)}); with calibrated 90% "
+                           f"intervals that few would be covered with probability "
+                           f"{'below 0.001' if c.p_value < 0.001 else f'{c.p_value:.2g}'}. The stated intervals are too "
                            f"narrow for extrapolation, and the plan lies further out than the backtest did")
         parts.append(text)
     return "in the backtest, " + "; ".join(parts), caveats
@@ -445,10 +446,13 @@ def _headline(question, evidence, plan_ans, alloc, choice, regret, status, targe
         good = [r.name for r in evidence.pit if r.calibrated]
         bad = [r.name for r in evidence.pit if not r.calibrated]
         words = []
+        def names(xs):
+            return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
+
         if good:
-            words.append(", ".join(good) + (" looks" if len(good) == 1 else " look") + " calibrated")
+            words.append(names(good) + (" looks" if len(good) == 1 else " look") + " calibrated")
         if bad:
-            words.append(", ".join(bad) + (" does" if len(bad) == 1 else " do") + " **not** look calibrated")
+            words.append(names(bad) + (" does" if len(bad) == 1 else " do") + " **not** look calibrated")
         lines.append("Calibration on the fitted runs (LOO-PIT, details in Laws compared): " + "; ".join(words) + ".")
     lines.append(_diagnostics_line(report))
     return lines

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ess", "from_arrays", "load_netcdf", "loo", "rhat", "save_netcdf", "stacking_weights", "waic"]
+__all__ = ["ess", "from_arrays", "load_netcdf", "loo", "rhat", "save_netcdf", "stacking_weights", "waic",
+           "with_groups"]
 
 
 def _az():
@@ -34,6 +35,17 @@ def from_arrays(posterior: dict, log_likelihood: dict, observed: dict, constant:
         dims=dims, attrs=attrs,
     )
     return idata
+
+
+def with_groups(idata, groups: dict, n_runs: int):
+    """A new InferenceData: ``idata``'s groups plus ``groups`` (group -> {var: (chain, draw, ...) array});
+    a variable with a trailing axis of length ``n_runs`` gets the dim ``run``."""
+    az = _az()
+    dims = {v: ["run"] for g in groups.values() for v, a in g.items() if np.ndim(a) == 3 and a.shape[-1] == n_runs}
+    extra = az.from_dict(**groups, coords={"run": np.arange(n_runs)}, dims=dims)
+    merged = {g: getattr(idata, g) for g in idata.groups()}
+    merged.update({g: getattr(extra, g) for g in extra.groups() if g in groups})
+    return az.InferenceData(**merged)
 
 
 def rhat(idata, var_names) -> dict:

@@ -48,7 +48,7 @@ import pandas as pd
 from .cards import Law, resolve_law
 from .compare import log_density, lpd
 from .checks import check_int
-from .errors import BayescaleError, DataError
+from .errors import BayescaleError, ConvergenceWarning, DataError
 from .predict import predict, prob_label
 from .runs import prepare_grid, prepare_runs, read_table, rename_columns
 
@@ -249,7 +249,9 @@ def _score(fit, test: pd.DataFrame, probs) -> pd.DataFrame:
     law = fit.law
     inputs = {k: test[k].to_numpy(float) for k in law.input_names}
     y = test[law.response.name].to_numpy(float)
-    pred = predict(fit, pd.DataFrame(inputs), prob=probs, warn_beyond=math.inf)
+    with warnings.catch_warnings():    # a failed fold fit is counted in fits_failed_gate and warned by fit()
+        warnings.filterwarnings("ignore", message="the fit of .* used here failed", category=ConvergenceWarning)
+        pred = predict(fit, pd.DataFrame(inputs), prob=probs, warn_beyond=math.inf)
     out = pd.DataFrame(inputs, index=test.index)
     out["observed"] = y
     out["predicted"] = pred["pred_median"].to_numpy()

@@ -42,6 +42,7 @@ import pandas as pd
 
 from . import azstats
 from .errors import BayescaleError, DataError, format_rows
+from .mixture import warn_failed
 from .noise import noise_location, noise_logpdf, noise_scale
 from .result import Fit
 
@@ -273,6 +274,7 @@ def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float =
 
     fits = _as_fits(fits)
     names = check_comparable(fits, names)
+    warn_failed(fits)
     if not (isinstance(k_threshold, (int, float)) and 0 < k_threshold):
         raise BayescaleError(f"k_threshold must be a positive number, got {k_threshold!r}")
     if reloo not in (None, True, False):

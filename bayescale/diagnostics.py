@@ -148,8 +148,14 @@ def ess_tail(x: np.ndarray) -> float:
     return min(_ess(_split((x <= q05).astype(float))), _ess(_split((x <= q95).astype(float))))
 
 
-def diagnose(posterior: dict, sample_stats: dict, var_names, max_tree_depth: int) -> Diagnostics:
-    """Run the gate on ``var_names`` of ``posterior`` (name -> (chains, draws) arrays)."""
+def diagnose(posterior: dict, sample_stats: dict, var_names, max_tree_depth: int,
+             noise: str | None = None) -> Diagnostics:
+    """Run the gate on ``var_names`` of ``posterior`` (name -> (chains, draws) arrays).
+
+    The advice names each setting as a Python argument with its command-line
+    flag (``draws=`` / ``--draws``); ``noise`` (the fit's noise model) keeps it
+    from recommending the noise model the fit already uses.
+    """
     r_hat = {k: rank_rhat(posterior[k]) for k in var_names}
     ess_b = {k: ess_bulk(posterior[k]) for k in var_names}
     ess_t = {k: ess_tail(posterior[k]) for k in var_names}
@@ -167,21 +173,22 @@ def diagnose(posterior: dict, sample_stats: dict, var_names, max_tree_depth: int
     bad = {k: v for k, v in r_hat.items() if not v <= GATE["r_hat_max"]}
     if bad:
         problems.append("R-hat above 1.01 for " + ", ".join(f"{k} ({v:.3f})" for k, v in bad.items()))
-        advice.append("chains disagree: run longer (--warmup/--draws), or check the law is identified "
-                      "by the data (a parameter whose posterior equals its prior)")
+        advice.append("chains disagree: run longer (more warmup= and draws=; command line --warmup, --draws), "
+                      "or check the law is identified by the data (a parameter whose posterior equals its prior)")
     low = {k: v for k, v in ess_b.items() if not v >= GATE["ess_bulk_min"]}
     low_tail = {k: v for k, v in ess_t.items() if not v >= GATE["ess_tail_min"]}
     if low or low_tail:
         what = ", ".join(f"{k} (bulk {ess_b[k]:.0f}, tail {ess_t[k]:.0f})" for k in sorted({**low, **low_tail}))
         problems.append(f"effective sample size below 400 for {what}")
-        advice.append("increase --draws, or tighten weakly identified priors")
+        advice.append("increase draws= (command line --draws), or tighten weakly identified priors")
     if divergences > GATE["divergences_max"]:
         problems.append(f"{divergences} divergent transitions out of {draws}")
-        advice.append("raise --target-accept (e.g. 0.95); if they persist, use the robust "
-                      "student_t_log noise model or check for outlying runs")
+        persist = ("check for outlying runs or tighten weakly identified priors" if noise == "student_t_log" else
+                   "use the robust student_t_log noise model or check for outlying runs")
+        advice.append(f"raise target_accept= (command line --target-accept), e.g. to 0.95; if they persist, {persist}")
     if saturated > GATE["saturation_max"] * draws:
         problems.append(f"tree depth {max_tree_depth} reached in {saturated} of {draws} draws")
-        advice.append("the posterior is badly scaled: raise --max-tree-depth, or state priors on "
-                      "the dimensionless (scaled) parameters as the built-in cards do")
+        advice.append("the posterior is badly scaled: raise max_tree_depth= (command line --max-tree-depth), or "
+                      "state priors on the dimensionless (scaled) parameters as the built-in cards do")
     return Diagnostics(r_hat, ess_b, ess_t, divergences, draws, saturated, max_tree_depth,
                        tuple(problems), tuple(advice))

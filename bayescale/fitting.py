@@ -4,7 +4,8 @@ Defaults that just work: 4 chains run in parallel over host CPU devices
 (several chains per device in turn when there are fewer devices than
 chains), 1000 warm-up + 1000 draws each, a dense mass matrix, every chain
 started near a quick robust optimum (see
-:mod:`bayescale.init`), a progress bar when stderr is a terminal.  The same
+:mod:`bayescale.init`), progress on stderr (a bar with an ETA on a terminal,
+plain log lines otherwise; see :mod:`bayescale.progress`).  The same
 seed gives bit-identical draws.  The sampler is :mod:`bayescale.nuts` (Stan's
 NUTS and warm-up) on the NumPyro model's density; the data are arguments of
 the compiled program, so JAX's caches reuse it for any data of the same law
@@ -143,7 +144,7 @@ def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool):
         "step_size": stats["step_size"].astype(float),
     }
     var_names = list(law.reported_names) + ["sigma"]
-    diagnostics = diagnose(posterior, sample_stats, var_names, run["max_tree_depth"])
+    diagnostics = diagnose(posterior, sample_stats, var_names, run["max_tree_depth"], noise=noise)
     t_post = time.perf_counter() - t_post
     timings = {"mcmc_s": t_mcmc, **t_chains, "postprocess_s": t_post, "gradients_sampling": int(steps.sum()),
                "ess_bulk_per_s": min(diagnostics.ess_bulk.values()) / max(t_chains["sampling_s"], 1e-9)}
@@ -170,6 +171,8 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     the diagnostics gate is refitted once with the settings its failure calls for
     (:func:`retry_settings`), with a :class:`~bayescale.errors.FitRetried` warning;
     ``retry=False`` turns that off.
+    ``progress``: on stderr, a bar with an ETA on a terminal and plain log lines
+    otherwise (default); ``False`` silences it.
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
@@ -193,8 +196,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     check_law_finite(law, noise, {**start.pop("_natural"), "sigma": start["sigma"]}, inputs, loss, refs)
     t_init = time.perf_counter() - t_init
 
-    if progress is None:
-        progress = sys.stderr.isatty()
+    progress = progress is not False
     run = dict(chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=float(target_accept),
                max_tree_depth=max_tree_depth, dense_mass=dense_mass)
     samples, diagnostics, method, t_run = _sample(law, noise, start, inputs, refs, loss, run, progress)

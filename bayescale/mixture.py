@@ -9,14 +9,15 @@ one law.  Each member contributes its own draws, each draw weighted
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BayescaleError
+from .errors import BayescaleError, ConvergenceWarning
 from .result import Fit
 
-__all__ = ["Member", "members", "probability", "weighted_quantile"]
+__all__ = ["Member", "members", "probability", "warn_failed", "weighted_quantile"]
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,24 @@ class Member:
         return {k: self.fit.draws(k).astype(float) for k in self.fit.var_names}
 
 
+def warn_failed(fits) -> None:
+    """A :class:`~bayescale.errors.ConvergenceWarning` for every fit in ``fits`` that failed the gate."""
+    for f in fits:
+        if not f.diagnostics.passed:
+            warnings.warn(f"the fit of {f.law.name!r} ({f.noise} noise) used here failed the diagnostics gate ("
+                          + "; ".join(f.diagnostics.problems) + "): its draws may not represent the posterior, "
+                          "so numbers read from them may be wrong; refit it as its diagnostics advise",
+                          ConvergenceWarning, stacklevel=4)
+
+
 def members(fits, weights=None) -> list[Member]:
-    """Normalise ``fits`` (one Fit or a sequence) and ``weights`` into members."""
+    """Normalise ``fits`` (one Fit or a sequence) and ``weights`` into members; warn about failed fits."""
     if isinstance(fits, Fit):
         fits = [fits]
     fits = list(fits) if isinstance(fits, (list, tuple)) else None
     if not fits or not all(isinstance(f, Fit) for f in fits):
         raise BayescaleError("expected a Fit or a non-empty list of Fit objects")
+    warn_failed(fits)
     if weights is None:
         if len(fits) > 1:
             from .compare import stacking_weights

@@ -172,3 +172,27 @@ def noise_logpdf(noise: str, y, location, scale):
     else:
         out = -0.5 * z * z - np.log(scale) - 0.5 * np.log(2 * np.pi)
     return np.where(inside, out + log_jacobian, -np.inf)
+
+
+def noise_sample(noise: str, location, scale, rng):
+    """Draws of the raw response for one noise model, in numpy (float64), broadcasting
+    ``location`` and ``scale`` as in :func:`noise_cdf`; ``rng`` a ``numpy.random.Generator``.
+
+    The same distribution as :func:`noise_distribution`: the noise is drawn in
+    the link's space and pushed through the inverse link.
+    """
+    import numpy as np
+
+    location, scale = np.broadcast_arrays(np.asarray(location, float), np.asarray(scale, float))
+    if noise == "student_t_log":
+        z = rng.standard_t(STUDENT_T_DF, size=location.shape)
+    else:
+        z = rng.standard_normal(size=location.shape)
+    g = location + scale * z
+    kind = LINKS[noise]
+    with np.errstate(over="ignore"):
+        if kind == "log":
+            return np.exp(g)
+        if kind == "logit":
+            return 1.0 / (1.0 + np.exp(-g))
+    return g

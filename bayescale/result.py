@@ -5,12 +5,14 @@ draws, pointwise log-likelihood, sample statistics), the law card's text and
 hash, the validated runs, the reference points, the settings, package
 versions, timings and the diagnostics verdict.  ``fit.idata`` is the same
 content as an ArviZ ``InferenceData`` (groups posterior, log_likelihood,
-observed_data, constant_data, sample_stats), built on first use so that a fit
-which is never saved or compared does not pay ArviZ's import time; the
-pointwise log-likelihood likewise is computed on first use.  ``save`` writes
-one NetCDF file atomically, with the card and metadata in the posterior
-group's attributes and a checksum; ``load_fit`` verifies it and rebuilds the
-same object (see :mod:`bayescale.storage.fitfile`).
+observed_data, constant_data, sample_stats, and posterior_predictive, prior,
+prior_predictive from :mod:`bayescale.evidence.predictive`), built on first
+use so that a fit which is never saved or compared does not pay ArviZ's
+import time; the pointwise log-likelihood likewise is computed on first use.
+``save`` writes one NetCDF file atomically with the stored groups (not the
+predictive ones, which are rebuilt from them), the card and metadata in the
+posterior group's attributes and a checksum; ``load_fit`` verifies it and
+rebuilds the same object (see :mod:`bayescale.storage.fitfile`).
 """
 
 from __future__ import annotations
@@ -73,12 +75,20 @@ class Fit:
                                         self.runs.response_array(), self.refs)
 
     @cached_property
-    def idata(self):
-        """The fit as an ArviZ ``InferenceData`` (built once, on first use)."""
+    def _stored_idata(self):
+        """The groups a fit file holds (posterior, log_likelihood, observed/constant data, sample_stats)."""
         return azstats.from_arrays(
             self.samples.posterior, {"loss": self.log_likelihood},
             {"loss": self.runs.response_array()}, self.runs.input_arrays(), self.samples.sample_stats,
             attrs={"inference_library": "numpyro", "bayescale_law": self.law.name})
+
+    @cached_property
+    def idata(self):
+        """The fit as an ArviZ ``InferenceData`` (built once, on first use), with the posterior
+        predictive, prior and prior predictive groups (:func:`bayescale.evidence.predictive.predictive_groups`)."""
+        from .evidence.predictive import predictive_groups
+
+        return azstats.with_groups(self._stored_idata, predictive_groups(self), len(self.runs))
 
     @property
     def card_text(self) -> str:
@@ -160,7 +170,7 @@ def load_fit(path) -> Fit:
     samples = Samples(posterior=parts["posterior"], log_likelihood=parts["log_likelihood"],
                       sample_stats=parts["sample_stats"])
     diagnostics = diagnose(samples.posterior, samples.sample_stats, var_names,
-                           parts["settings"]["max_tree_depth"])
+                           parts["settings"]["max_tree_depth"], noise=parts["noise"])
     return Fit(samples=samples, law=law, noise=parts["noise"], runs=parts["runs"], refs=parts["refs"],
                settings=parts["settings"], versions=parts["versions"], diagnostics=diagnostics,
                timings=parts["timings"])

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
 import warnings
 from functools import lru_cache
@@ -44,6 +43,7 @@ import numpy as np
 
 from .model import hat_name, natural_values
 from .nuts import advance, initial_state
+from .progress import Bar
 
 __all__ = ["latent_sites", "run_chains"]
 
@@ -56,27 +56,6 @@ def latent_sites(law) -> dict:
     sites = {(p.name if p.scale is None else hat_name(p.name)): p.prior for p in law.params}
     sites["sigma"] = law.sigma_prior
     return sites
-
-
-class _Progress:
-    """A one-line progress bar on stderr (a note, then the bar over it)."""
-
-    def __init__(self, chains: int, total: int):
-        self.prefix, self.total, self.width = f"NUTS, {chains} chains", total, 0
-
-    def note(self, text: str) -> None:
-        line = f"{self.prefix}: {text}"
-        self.width = len(line)
-        sys.stderr.write("\r" + line)
-        sys.stderr.flush()
-
-    def __call__(self, done: int) -> None:
-        done = min(done, self.total)
-        bar = "#" * int(30 * done / self.total)
-        sys.stderr.write("\r" + f"{self.prefix} [{bar:<30}] {done}/{self.total}".ljust(self.width))
-        if done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def padded_size(n: int) -> int:
@@ -300,7 +279,7 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
             np.asarray(loss, f32)[rows], np.arange(rows.size) < n]
     leaves, tree = jax.tree.flatten(args)
     shapes = (tree, tuple((np.shape(a), np.asarray(a).dtype.str) for a in leaves))
-    bar = _Progress(chains, total) if progress else None
+    bar = Bar(f"{law.name}, NUTS {chains} chains", total) if progress else None
     if bar is not None:                         # seconds on a first fit, a fraction of one from the cache
         bar.note("compiling the sampler (once per law and data size)")
     program, shardings = _compiled(law, noise, groups, piece, warmup, draws, float(target_accept),
@@ -320,7 +299,7 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
         out_positions.append(np.asarray(positions))
         out_stats.append({k: np.asarray(v) for k, v in stats.items()})
         if bar is not None:
-            bar((i + 1) * piece)
+            bar.update((i + 1) * piece)
     t2 = time.perf_counter()
 
     def draws_of(parts):        # (groups, per_group, piece, ...) pieces -> (chains, draws, ...)

@@ -210,10 +210,20 @@ def test_plot_backtest(bnsl_backtest):
 
     fig = plot_backtest(bnsl_backtest)
     assert isinstance(fig, Figure)
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any(lab.startswith("bnsl1: median ARE") for lab in labels)
+    laws = list(dict.fromkeys(bnsl_backtest.table["law"]))
+    axes = fig.axes
+    assert len(axes) == len(laws)                               # one panel per law: no jitter between laws
+    assert [a.get_title().split(":")[0] for a in axes] == laws
+    assert all("median ARE" in a.get_title() for a in axes)
+    # y is the relative error in %, the axes span the runs and their bars (not the whole interval of losses)
+    table = bnsl_backtest.table
+    obs = table["observed"].to_numpy()
+    lo, hi = axes[0].get_xlim()
+    assert lo <= obs.min() and obs.max() <= hi and (hi - lo) <= 1.2 * (obs.max() - obs.min()) + 1e-9
+    rel = 100 * (table["predicted"] / table["observed"] - 1)
+    ylo, yhi = axes[0].get_ylim()
+    assert ylo <= min(rel.min(), 0) and max(rel.max(), 0) <= yhi
+    assert any(line.get_linestyle() == "--" and tuple(line.get_ydata()) == (0, 0) for line in axes[0].lines)
     with pytest.raises(BayescaleError, match="not one of"):
         plot_backtest(bnsl_backtest, prob=0.8)
 
@@ -229,6 +239,11 @@ def test_cli_backtest(bnsl_csv, tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["summary"][0]["law"] == "bnsl1" and len(data["runs"]) == 3
     assert plot.stat().st_size > 1000
+    before = plot.stat().st_mtime_ns
+    assert main(argv) == 2                         # refused before any fitting: the plot exists
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err and err.count("\n") == 1
+    assert plot.stat().st_mtime_ns == before
     assert main(["backtest", str(bnsl_csv), "--law", "bnsl1", "--holdout", "x>=5000",
                  "--map", "x=train_set_size", "loss=test_cross_entropy"]) == 2
     err = capsys.readouterr().err

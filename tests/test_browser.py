@@ -1,9 +1,12 @@
 """The memo's HTML in a real headless browser (Debian's chromium), with no network.
 
-Checks that the page loads, that every <img> decoded (``complete`` and a
-non-zero ``naturalWidth``), that nothing was fetched from anywhere, that a
-screenshot is not blank, and that the failure banner is in the rendered page
-of a memo whose fit failed the diagnostics gate.
+Checks, for both the demo's memo (``bayescale demo --quick``) and a memo on Epoch's runs, that the page
+loads, that its decision sentence is the first text of the Summary, that every <img> decoded
+(``complete`` and a non-zero ``naturalWidth``), that no character of the text renders as a missing-glyph
+box (each non-ASCII character drawn in the page's fonts on a canvas, compared with characters no font
+has), that nothing was fetched from anywhere, that a screenshot is not blank, and that the failure banner
+is in the rendered page of a memo whose fit failed the diagnostics gate.  Negative controls show that the
+probe sees a broken image and a missing glyph.
 
 No browser: skipped, except under ``BAYESCALE_REQUIRE_BROWSER=1`` (set by
 ``.ci/run``, which installs chromium) where it is a failure.  ``BAYESCALE_CHROMIUM``
@@ -27,15 +30,49 @@ import pytest
 from bayescale.memo import build_memo, write_memo
 
 # written into the page's title once it has loaded: per image [complete, naturalWidth, naturalHeight],
-# and every resource the page fetched
-PROBE = """<script>
+# every resource the page fetched, the characters drawn as a missing glyph, and the Summary's first paragraph
+PROBE = r"""<script>
+function missingGlyphs() {
+  var canvas = document.createElement("canvas");
+  canvas.width = 48; canvas.height = 48;
+  var ctx = canvas.getContext("2d", {willReadFrequently: true});
+  function draw(c, font) {
+    ctx.clearRect(0, 0, 48, 48);
+    ctx.font = "28px " + font;
+    ctx.fillStyle = "#000";
+    ctx.textBaseline = "top";
+    ctx.fillText(c, 6, 6);
+    var d = ctx.getImageData(0, 0, 48, 48).data, key = [], ink = 0;
+    for (var i = 3; i < d.length; i += 4) { key.push(d[i]); ink += d[i]; }
+    return {key: key.join(","), ink: ink};
+  }
+  var out = [];
+  [["body", document.body], ["code", document.querySelector("code")]].forEach(function (pair) {
+    var el = pair[1];
+    if (!el) return;
+    var font = getComputedStyle(el).fontFamily;
+    var nothing = [draw("\uFFFF", font).key, draw("\u0378", font).key, draw("\uDB7F\uDFFD", font).key];
+    var seen = {};
+    Array.from(pair[0] === "body" ? document.body.innerText : el.textContent).forEach(function (c) {
+      if (c.codePointAt(0) < 127 || /\s/.test(c) || seen[c]) return;
+      seen[c] = 1;
+      var g = draw(c, font);
+      if (g.ink === 0 || nothing.indexOf(g.key) >= 0) out.push(c);
+    });
+  });
+  return out;
+}
 window.addEventListener("load", function () {
   var imgs = Array.prototype.map.call(document.images, function (i) {
     return [i.complete, i.naturalWidth, i.naturalHeight]; });
   var fetched = performance.getEntriesByType("resource").map(function (e) { return e.name; })
     .filter(function (n) { return n.indexOf("data:") !== 0; });
+  var summary = document.getElementById("summary");
+  var first = summary ? summary.nextElementSibling : null;
+  while (first && first.tagName !== "P") first = first.nextElementSibling;
   document.title = "PROBE" + JSON.stringify({images: imgs, fetched: fetched,
-    banners: document.querySelectorAll(".banner.fail").length,
+    banners: document.querySelectorAll(".banner.fail").length, missing: missingGlyphs(),
+    decision: first ? first.textContent : null,
     headings: Array.prototype.map.call(document.querySelectorAll("h2"), function (h) { return h.textContent; })});
 });
 </script>
@@ -84,32 +121,58 @@ def browser():
     return _browser()
 
 
-def test_memo_html_loads_with_every_figure(browser, epoch_memo, tmp_path):
-    out = tmp_path / "memo"
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """The demo's memo, as `bayescale demo --quick` writes it (2 chains per fit: a smoke run of the layout)."""
+    import contextlib
+    import io
+
+    from bayescale.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["demo", "--out", str(out), "--quick", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def epoch_dir(epoch_memo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("epoch") / "memo"
     write_memo(epoch_memo, out, save_fits=False)
-    html = (out / "memo.html").read_text()
+    return out
+
+
+@pytest.fixture(params=["demo", "epoch"])
+def memo_dir(request):
+    return request.getfixturevalue(f"{request.param}_dir")
+
+
+def test_memo_html_loads_with_every_figure_and_every_glyph(browser, memo_dir, tmp_path):
+    html = (memo_dir / "memo.html").read_text()
     assert not re.search(r"(src|href)=\"(https?:)?//", html) and "<script" not in html
-    seen = _probe(browser, out, tmp_path)
-    assert len(seen["images"]) == len(epoch_memo.figures) >= 4
+    n_figures = len(json.loads((memo_dir / "memo.json").read_text())["figures"])
+    seen = _probe(browser, memo_dir, tmp_path)
+    assert len(seen["images"]) == n_figures >= 5
     for complete, width, height in seen["images"]:
         assert complete and width > 0 and height > 0, seen["images"]     # decoded: no broken image
     widths = sorted(w for _, w, _ in seen["images"])
     assert widths[0] >= 300                                              # readable, not thumbnails
     assert seen["fetched"] == [], seen["fetched"]                        # nothing from the network
-    assert seen["banners"] == 0
+    assert seen["missing"] == [], seen["missing"]                        # no missing-glyph boxes
+    assert re.match(r"(Approve the plan|Change the split|Do not act on this memo yet|The data cannot settle)",
+                    seen["decision"]), seen["decision"]
+    assert "70B parameters on 1.4T tokens" in seen["decision"] or "Do not act" in seen["decision"]
     for heading in ("Summary", "The question", "The data", "Laws compared", "The answer", "Sensitivity",
                     "Diagnostics", "Reproducibility"):
         assert heading in seen["headings"]
 
 
-def test_memo_html_screenshot_is_not_blank(browser, epoch_memo, tmp_path):
+def test_memo_html_screenshot_is_not_blank(browser, memo_dir, tmp_path):
     from PIL import Image
 
-    out = tmp_path / "memo"
-    write_memo(epoch_memo, out, save_fits=False)
     shot = tmp_path / "shot.png"
     _chromium(browser, tmp_path, "--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}",
-              (out / "memo.html").as_uri())
+              (memo_dir / "memo.html").as_uri())
     pixels = np.asarray(Image.open(shot).convert("L"), float)
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 10                      # text, tables and figures, not an empty page
@@ -129,11 +192,25 @@ def test_failure_banner_in_the_browser(browser, epoch_fit, tmp_path):
     assert all(c and w > 0 for c, w, _ in seen["images"])
 
 
-def test_the_probe_sees_a_broken_image(browser, epoch_memo, tmp_path):
-    """The check above would catch a broken figure: corrupt one embedded PNG and look again."""
+def test_the_probe_sees_a_broken_image_and_a_missing_glyph(browser, epoch_memo, tmp_path):
+    """The checks above would catch a broken figure and a box for a glyph: corrupt one embedded PNG, put the
+    old banner's emoji and a private-use character into the text, and look again."""
     out = tmp_path / "memo"
     write_memo(epoch_memo, out, save_fits=False)
     page = (out / "memo.html").read_text()
-    (out / "memo.html").write_text(page.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1))
+    page = page.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1)
+    page = page.replace("<h2 id=\"summary\">Summary</h2>", "<h2 id=\"summary\">Summary</h2><p>\u26d4 \ue000 ok</p>", 1)
+    (out / "memo.html").write_text(page)
     seen = _probe(browser, out, tmp_path)
     assert sum(w == 0 for _, w, _ in seen["images"]) == 1
+    assert "\ue000" in seen["missing"], seen["missing"]
+    if not _has_emoji_font():
+        assert "\u26d4" in seen["missing"], seen["missing"]
+
+
+def _has_emoji_font() -> bool:
+    try:
+        done = subprocess.run(["fc-list", ":charset=26d4", "family"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return True             # cannot tell: do not assert either way
+    return bool(done.stdout.strip())

@@ -240,9 +240,126 @@ def test_short_citation():
     assert short_citation("D. Owen, How predictable is it?, arXiv:2401.04757 (2024)") == "Owen 2024"
 
 
-def test_usage_error_exits_2():
+def test_usage_error_exits_2_in_one_line():
     code, out, err = run("fit")
-    assert code == 2 and out == "" and "usage:" in err
+    assert_one_line_error(code, out, err, "bayescale fit", "the following arguments are required", "runs",
+                          "bayescale fit --help")
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["fit", "--json"], "the following arguments are required"),
+    (["fit", "runs.csv", "--law", "chinchilla", "--chains", "four", "--json"], "invalid int value: 'four'"),
+    (["fit", "runs.csv", "--law", "chinchilla", "--no-such-option", "--json"], "unrecognized arguments"),
+    (["--json", "predict"], "required"),
+    (["plot", "a.nc", "--kind", "pie", "--out", "x.png", "--json"], "invalid choice: 'pie'"),
+    (["nonsense", "--json"], "invalid choice: 'nonsense'"),
+])
+def test_usage_errors_with_json_print_one_json_error(argv, fragment):
+    """With --json anywhere, an argument error is one JSON object on stdout too (scripts parse stdout)."""
+    code, out, err = run(*argv)
+    assert_one_line_error(code, out, err, fragment)
+    error = one_json(out)["error"]
+    assert error["type"] == "UsageError" and fragment in error["message"]
+
+
+def _subparsers():
+    import argparse
+
+    from bayescale.cli import build_parser
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield prefix + [name], sub
+                    yield from walk(sub, prefix + [name])
+
+    return list(walk(build_parser(), []))
+
+
+def test_every_command_has_a_description_and_every_option_a_help():
+    import argparse
+
+    commands = _subparsers()
+    assert {" ".join(c) for c, _ in commands} >= {"fit", "predict", "optimal", "plot", "compare", "backtest",
+                                                   "memo", "demo", "summary"}
+    for command, parser in commands:
+        name = " ".join(command)
+        assert parser.description, f"{name} has no description"
+        text = parser.format_help()
+        assert "%%" not in text and "%(" not in text, name     # no literal '50%%' in the help
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
+    helps = {" ".join(c): " ".join(p.format_help().split()) for c, p in commands}
+    assert "50% and 90% intervals" in helps["predict"]
+    assert "50% and 90% predictive intervals" in helps["backtest"]
+
+
+# --------------------------------------------------------------------------- failed fits: warnings, --strict
+
+
+@pytest.fixture(scope="module")
+def failed(tmp_path_factory):
+    """A fit that fails the gate for sure: 2 chains x 100 draws cannot give an ESS of 400."""
+    tmp = tmp_path_factory.mktemp("cli_failed")
+    csv = chinchilla_csv(tmp / "runs.csv")
+    out = tmp / "failed.nc"
+    code, stdout, err = run("fit", csv, "--law", "chinchilla", "--chains", "2", "--warmup", "100", "--draws",
+                            "100", "--no-progress", "--out", out, "--json")
+    assert code == 0, err                       # without --strict a failed gate is a warning
+    assert "warning: fit of 'chinchilla' failed the diagnostics gate" in err
+    assert one_json(stdout)["diagnostics"]["passed"] is False
+    return {"csv": csv, "out": out}
+
+
+def test_strict_fit_exits_3_after_writing_its_output(failed, tmp_path):
+    out = tmp_path / "again.nc"
+    code, stdout, err = run("fit", failed["csv"], "--law", "chinchilla", "--chains", "2", "--warmup", "100",
+                            "--draws", "100", "--no-progress", "--out", out, "--json", "--strict")
+    assert code == 3
+    assert one_json(stdout)["diagnostics"]["passed"] is False and out.is_file()
+    code, stdout, err = run("summary", failed["out"], "--strict")
+    assert code == 3 and "diagnostics: FAIL" in stdout
+
+
+def test_strict_passes_a_good_fit(fitted):
+    passed = fitted["report"]["diagnostics"]["passed"]
+    code, _, _ = run("summary", fitted["out"], "--strict")
+    assert code == (0 if passed else 3)
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "{fit}", "--at", "N=7e10,D=1.4e12"],
+    ["optimal", "{fit}", "--budget", "5.88e23"],
+    ["plot", "{fit}", "--kind", "ratio", "--budget", "5.88e23", "--out", "{tmp}/ratio.png"],
+    ["compare", "{fit}", "{fit}", "--names", "a,b"],
+])
+def test_reading_a_failed_fit_warns_and_strict_exits_3(failed, tmp_path, argv):
+    args = [a.format(fit=failed["out"], tmp=tmp_path) for a in argv]
+    code, stdout, err = run(*args)
+    assert code == 0, err
+    assert "warning: the fit of 'chinchilla' (student_t_log noise) used here failed the diagnostics gate" in err
+    assert err.count("used here failed the diagnostics gate") == len(set(args) & {str(failed["out"])})
+    (tmp_path / "ratio.png").unlink(missing_ok=True)
+    code, stdout, err = run(*args, "--strict", "--json")
+    assert code == 3
+    one_json(stdout)                            # the output is still written, then the status says it failed
+
+
+def test_fit_progress_is_plain_lines_when_not_a_terminal(tmp_path):
+    """The default progress of `fit` in a script: whole lines on stderr (no carriage returns), stdout clean."""
+    csv = chinchilla_csv(tmp_path / "runs.csv")
+    code, stdout, err = run("fit", csv, "--law", "chinchilla", "--chains", "2", "--warmup", "300", "--draws",
+                            "300", "--json")
+    assert code == 0
+    one_json(stdout)
+    assert "\r" not in err
+    progress = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert progress[0] == "chinchilla, NUTS 2 chains: compiling the sampler (once per law and data size)"
+    assert progress[-1].startswith("chinchilla, NUTS 2 chains: 600/600 iterations in ")
 
 
 # --------------------------------------------------------------------------- console script

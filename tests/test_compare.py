@@ -314,6 +314,14 @@ def test_cli_compare_fit_files(saved, tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["best"] == "power_law_constant" and len(data["fits"]) == 2
     assert plot.stat().st_size > 1000
+    before = plot.stat().st_mtime_ns
+    assert main(["compare", str(saved[0]), str(saved[1]), "--no-reloo", "--plot", str(plot)]) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err and err.count("\n") == 1
+    assert plot.stat().st_mtime_ns == before                      # not overwritten
+    assert main(["compare", str(saved[0]), str(saved[1]), "--no-reloo", "--plot", str(plot), "--force"]) == 0
+    assert plot.stat().st_mtime_ns != before
+    capsys.readouterr()
     assert main(["compare", str(saved[0]), "--json"]) == 2
     out = capsys.readouterr()
     assert "at least two fit files" in out.err and out.err.count("\n") == 1

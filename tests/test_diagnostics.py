@@ -41,7 +41,10 @@ def test_gate_trips_on_each_problem():
     diverged = dict(stats, diverging=np.eye(4, 1000, dtype=bool))
     d = diagnose(good, diverged, ["a"], 10)
     assert d.problems == ("4 divergent transitions out of 4000",)
-    assert "target-accept" in d.advice[0]
+    assert "target_accept=" in d.advice[0] and "--target-accept" in d.advice[0]   # Python and CLI users
+    assert "student_t_log" in d.advice[0]
+    on_t = diagnose(good, diverged, ["a"], 10, noise="student_t_log")
+    assert "student_t_log" not in on_t.advice[0] and "outlying runs" in on_t.advice[0]   # it already uses it
     saturated = dict(stats, tree_depth=np.full((4, 1000), 10))
     d = diagnose(good, saturated, ["a"], 10)
     assert "tree depth 10 reached in 4000 of 4000 draws" in d.problems[0]

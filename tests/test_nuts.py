@@ -7,6 +7,7 @@ has relative standard error ~ sqrt(2 / ESS) for near-Gaussian draws; again 4x.
 """
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -156,19 +157,44 @@ def test_numpy_bijections_match_numpyros(text, support):
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")   # 100 iterations: too short on purpose
-def test_progress_bar_reaches_the_end_on_every_fit(epoch_runs, capfd):
+def test_progress_bar_reaches_the_end_on_every_fit(epoch_runs, monkeypatch):
+    """On a terminal: a note while compiling, then one bar redrawn in place, with an ETA, up to 100/100."""
+    import io
     import re
 
     import bayescale
 
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
     for _ in range(2):       # the bar belongs to a cached program: it must start again at 0
+        err = Terminal()
+        monkeypatch.setattr("sys.stderr", err)
         bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=True)
-        frames = [f for f in capfd.readouterr().err.split("\r") if f.startswith("NUTS")]
-        assert frames[0].startswith("NUTS, 2 chains: compiling the sampler")     # before the bar
+        frames = [f for f in err.getvalue().split("\r") if f.startswith("chinchilla, NUTS")]
+        assert frames[0].startswith("chinchilla, NUTS 2 chains: compiling the sampler")     # before the bar
         counts = [int(re.search(r"\] (\d+)/100", f).group(1)) for f in frames[1:]]
         assert counts[0] < 100 and counts == sorted(counts) and counts[-1] == 100
-        assert frames[-1].startswith("NUTS, 2 chains [" + "#" * 30 + "] 100/100")
+        assert "ETA" in frames[1] and frames[-1].rstrip().endswith(" s")
+        assert frames[-1].startswith("chinchilla, NUTS 2 chains [" + "#" * 30 + "] 100/100")
+        assert err.getvalue().endswith("\n") and err.getvalue().count("\n") == 1
         assert len(frames[1]) >= len(frames[0])            # the bar covers the note
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.ConvergenceWarning")
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(epoch_runs, capfd):
+    """In a pipe or a log (stderr not a terminal), the default progress is whole lines, no carriage returns."""
+    import bayescale
+
+    bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40)
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert lines[0] == "chinchilla, NUTS 2 chains: compiling the sampler (once per law and data size)"
+    assert re.fullmatch(r"chinchilla, NUTS 2 chains: 100/100 iterations in \d+\.\d s", lines[1]), lines
+    bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=False)
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.slow

@@ -15,7 +15,12 @@ Conventions shared by every command (enforced here, in :func:`main`):
 * bayescale's warnings (:class:`~bayescale.errors.DataWarning`,
   :class:`~bayescale.errors.ConvergenceWarning`, ...) print as
   ``warning: <message>`` lines on stderr;
-* argparse usage errors exit with status 2 as usual.
+* a usage error (a missing or unknown argument) prints ``error: <message>``
+  on one line to stderr and exits with status 2 too; with ``--json`` anywhere
+  on the command line, stdout gets ``{"error": {"type": "UsageError", ...}}``;
+* ``--strict`` (on the commands that fit or read fits) turns a fit that
+  failed the diagnostics gate into exit status 3 (:data:`EXIT_FAILED_GATE`),
+  after the command has written its output.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import os
 import sys
 import warnings
 
-__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+from ._common import EXIT_BAD_INPUT, EXIT_FAILED_GATE
+
+__all__ = ["COMMAND_MODULES", "EXIT_BAD_INPUT", "EXIT_FAILED_GATE", "build_parser", "main"]
 
 #: Modules (under ``bayescale.cli``) that register sub-commands, in the order
 #: they appear in ``bayescale --help``.  Adding a group of commands is one line.
@@ -40,10 +47,21 @@ COMMAND_MODULES = (
 )
 
 
+class UsageError(Exception):
+    """A command line argparse could not parse (raised instead of argparse's exit)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (then reported by :func:`main`) instead of printed."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayescale",
         description="Bayesian neural scaling laws: fit a law card to training runs with NUTS "
                     "and read off the posterior.",
@@ -65,27 +83,37 @@ def _bayescale_warnings() -> tuple:
     return tuple(v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Warning))
 
 
+_shown: set = set()   # warning texts already printed by this command (each is printed once)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     ours = issubclass(category, UserWarning) and "bayescale" in str(filename)
     if issubclass(category, _bayescale_warnings()) or ours:
         text = " ".join(str(message).split())
-        print(f"warning: {text}", file=sys.stderr)
+        if text not in _shown:
+            _shown.add(text)
+            print(f"warning: {text}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line),
               end="", file=sys.stderr)
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 3 a failed gate under --strict)."""
     from ..errors import BayescaleError
     from ._common import emit_error
 
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # recorded by memo and demo
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_BAD_INPUT
+    except UsageError as exc:
+        emit_error(argparse.Namespace(json="--json" in argv), exc)
+        return EXIT_BAD_INPUT
+    args.argv = argv  # recorded by memo and demo
+    _shown.clear()
     with warnings.catch_warnings():
         for category in _bayescale_warnings():
             warnings.simplefilter("always", category)
@@ -95,7 +123,7 @@ def main(argv=None) -> int:
             return int(args.func(args) or 0)
         except BayescaleError as exc:
             emit_error(args, exc)
-            return 2
+            return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130

@@ -17,13 +17,29 @@ from pathlib import Path
 
 from ..errors import FitFileError, PriorError
 
-__all__ = ["add_json", "check_out_path", "emit", "emit_error", "fit_report", "fit_text",
-           "jsonable", "parse_prior_options", "prior_on", "short_citation"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED_GATE", "add_json", "add_strict", "check_out_path", "emit", "emit_error",
+           "fit_report", "fit_text", "gate_status", "jsonable", "parse_prior_options", "prior_on", "short_citation"]
+
+#: Exit status of bad input (a BayescaleError or a usage error).
+EXIT_BAD_INPUT = 2
+#: Exit status under ``--strict`` when a fit failed the diagnostics gate (the output is still written).
+EXIT_FAILED_GATE = 3
 
 
 def add_json(parser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print exactly one JSON object on stdout (and nothing else)")
+
+
+def add_strict(parser, what: str = "a fit failed the diagnostics gate") -> None:
+    parser.add_argument("--strict", action="store_true",
+                        help=f"exit with status {EXIT_FAILED_GATE} (after writing the output) when {what}; "
+                             "without it such a fit only warns and the status is 0")
+
+
+def gate_status(args, failed) -> int:
+    """The exit status of a command that ran: 3 under ``--strict`` when ``failed`` (a bool or the failed fits)."""
+    return EXIT_FAILED_GATE if getattr(args, "strict", False) and failed else 0
 
 
 def jsonable(obj):

@@ -17,7 +17,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from ._common import add_json, emit
+from ._common import add_json, add_strict, emit, gate_status
 
 __all__ = ["register"]
 
@@ -31,9 +31,12 @@ def _sampler_options(p, chains: int, warmup: int, draws: int) -> None:
     p.add_argument("--warmup", type=int, default=warmup, help=f"warm-up iterations per chain (default {warmup})")
     p.add_argument("--draws", type=int, default=draws, help=f"draws per chain (default {draws})")
     p.add_argument("--seed", type=int, default=0, help="random seed of every fit")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
-                   help="progress bars on stderr (default off)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress of every fit on stderr: a bar with an ETA on a terminal, plain log lines "
+                        "otherwise (default on)")
     p.add_argument("--plot", metavar="PATH", help="also save the figure (.png, .pdf or .svg)")
+    p.add_argument("--force", action="store_true", help="overwrite --plot if it exists")
+    add_strict(p, "a fit failed the diagnostics gate")
     add_json(p)
 
 
@@ -69,7 +72,7 @@ def register(subparsers) -> None:
         "backtest", help="hold out the largest runs, fit on the rest, score the predictions",
         description="Held-out extrapolation backtest: fit each law on the runs not held out and score its "
                     "predictions of the held-out runs (absolute relative error of the predictive median, "
-                    "coverage and width of the 50%% and 90%% predictive intervals, log predictive density).",
+                    "coverage and width of the 50% and 90% predictive intervals, log predictive density).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=textwrap.dedent("""\
             examples:
@@ -104,14 +107,20 @@ def _list(text) -> list[str] | None:
     return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
-def _plot_path(path) -> Path | None:
-    from ..errors import BayescaleError
+def _plot_path(path, force: bool = False) -> Path | None:
+    """Fail fast (before any fitting) unless ``path`` can be written: a known suffix, a parent folder,
+    and no existing file unless ``force``."""
+    from ..errors import BayescaleError, FitFileError
 
     if path is None:
         return None
     path = Path(path)
     if path.suffix.lower() not in _PLOT_SUFFIXES:
         raise BayescaleError(f"--plot {str(path)!r}: use a file name ending in {', '.join(_PLOT_SUFFIXES)}")
+    if path.is_dir():
+        raise FitFileError(f"--plot {str(path)!r} is a directory; give a file name such as loo.png")
+    if path.exists() and not force:
+        raise FitFileError(f"--plot {str(path)!r} exists; pass --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise BayescaleError(f"--plot {str(path)!r}: directory {str(parent)!r} does not exist")
@@ -175,18 +184,18 @@ def _emit_with_plot(args, result, plot, plotter: str) -> None:
 def run_compare(args) -> int:
     from ..compare import compare
 
-    plot = _plot_path(args.plot)
+    plot = _plot_path(args.plot, args.force)
     fits = _fits_for_compare(args)
     result = compare(fits, names=_list(args.names), reloo=args.reloo)
     _emit_with_plot(args, result, plot, "plot_compare")
-    return 0
+    return gate_status(args, [f for f in fits if not f.diagnostics.passed])
 
 
 def run_backtest(args) -> int:
     from ..backtest import backtest, rollout
     from ..runs import parse_mapping
 
-    plot = _plot_path(args.plot)
+    plot = _plot_path(args.plot, args.force)
     laws = _list(args.laws)
     settings = dict(noise=args.noise, mapping=parse_mapping(args.map), chains=args.chains,
                     warmup=args.warmup, draws=args.draws, seed=args.seed, progress=args.progress)
@@ -197,4 +206,4 @@ def run_backtest(args) -> int:
                           split_column=args.split_column, train_value=args.train_value,
                           group=_list(args.group), **settings)
     _emit_with_plot(args, result, plot, "plot_backtest")
-    return 0
+    return gate_status(args, int(result.summary["fits_failed_gate"].sum()) > 0)

@@ -16,8 +16,8 @@ import argparse
 import textwrap
 import time
 
-from ._common import (add_json, check_out_path, emit, fit_report, fit_text, parse_prior_options,
-                      prior_on, short_citation)
+from ._common import (add_json, add_strict, check_out_path, emit, fit_report, fit_text, gate_status,
+                      parse_prior_options, prior_on, short_citation)
 
 __all__ = ["law_info", "laws_markdown", "register"]
 
@@ -81,14 +81,17 @@ def register(subparsers) -> None:
     p.add_argument("--max-tree-depth", type=int, default=10, help="NUTS maximum tree depth (default 10)")
     p.add_argument("--out", metavar="PATH", help="save the fit to this NetCDF file (e.g. fit.nc)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress on stderr: a bar with an ETA on a terminal, plain log lines otherwise "
+                        "(default on)")
+    add_strict(p, "the fit failed the diagnostics gate")
     add_json(p)
     p.set_defaults(func=run_fit)
 
     p = subparsers.add_parser("summary", help="summarise a saved fit (NetCDF from fit --out)",
                               description="Print the posterior summary and diagnostics of a saved fit.")
     p.add_argument("fit", help="a fit file written by `bayescale fit --out`")
+    add_strict(p, "the fit failed the diagnostics gate")
     add_json(p)
     p.set_defaults(func=run_summary)
 
@@ -262,7 +265,7 @@ def run_fit(args) -> int:
     if out is not None:
         text += f"\nsaved: {out}"
     emit(args, fit_report(result, wall, out=str(out) if out else None), text)
-    return 0
+    return gate_status(args, not result.diagnostics.passed)
 
 
 def parse_reference_options(items) -> dict[str, float]:
@@ -287,4 +290,4 @@ def run_summary(args) -> int:
 
     result = load_fit(args.fit)
     emit(args, fit_report(result, file=args.fit), fit_text(result) + f"\nfrom: {args.fit}")
-    return 0
+    return gate_status(args, not result.diagnostics.passed)

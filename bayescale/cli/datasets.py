@@ -24,13 +24,19 @@ def register(subparsers) -> None:
                     "~/.cache/bayescale/datasets. Python: bayescale.datasets.load(name).")
     sub = p.add_subparsers(dest="action", metavar="<action>")
     sub.required = True
-    q = sub.add_parser("list", help="the datasets, their source and whether they are cached")
+    q = sub.add_parser("list", help="the datasets, their source and whether they are cached",
+                       description="The public datasets bayescale knows: name, source, licence and whether a "
+                                   "verified copy is in the cache (no network).")
     q.add_argument("--cache-dir", metavar="DIR", help="cache directory")
     add_json(q)
     q.set_defaults(func=run_list)
-    for action, text in (("fetch", "download a dataset into the cache and verify it"),
-                         ("path", "where a dataset's file is cached")):
-        q = sub.add_parser(action, help=text)
+    for action, text, about in (
+            ("fetch", "download a dataset into the cache and verify it",
+             "Download a dataset from its original, commit-pinned location into the cache and verify its "
+             "SHA-256 (the only command that uses the network)."),
+            ("path", "where a dataset's file is cached",
+             "Print where a dataset's file is (or would be) cached; no network.")):
+        q = sub.add_parser(action, help=text, description=about)
         q.add_argument("name", help="dataset name (see `bayescale datasets list`)")
         q.add_argument("--cache-dir", metavar="DIR", help="cache directory")
         if action == "fetch":

@@ -21,7 +21,7 @@ import argparse
 import time
 from importlib import resources
 
-from ._common import add_json
+from ._common import add_json, add_strict
 
 __all__ = ["BUDGET", "FULL", "LAWS", "PLAN", "QUICK", "TARGET", "register", "run_demo"]
 
@@ -51,12 +51,14 @@ def register(subparsers) -> None:
                     "1.4T-token run, allocate its 5.88e23 FLOPs, and write a decision memo (memo.md, memo.html, "
                     "figures, fits/) into --out.")
     p.add_argument("--out", default="demo", metavar="DIR", help="output directory (default: demo)")
-    p.add_argument("--force", action="store_true", help="write into --out even if it is not empty")
+    p.add_argument("--force", action="store_true",
+                   help="replace the memo already in --out (a folder holding anything but a memo is never replaced)")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK['chains']} chains x {QUICK['draws']} draws after {QUICK['warmup']} warm-up per "
                         f"fit instead of {FULL['chains']} x {FULL['draws']} after {FULL['warmup']}")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="one line per step on stderr (default on)")
+    add_strict(p, "a fit behind the answer failed the diagnostics gate (the memo is still written)")
     add_json(p)
     p.set_defaults(func=run_demo)
 
@@ -86,7 +88,7 @@ def run_demo(args) -> int:
             csv, LAWS, budget=BUDGET, plan=PLAN, target=TARGET, holdout_top="20%", by="C",
             title="bayescale demo: a decision memo on a simulated pilot study", data_note=simulated_note(),
             truth=truth, command=command_line(args), progress=args.progress, **settings)
-    paths = write_memo(memo, out, force=True)
+    paths = write_memo(memo, out, force=args.force)
     wall = time.perf_counter() - t0
     return report(args, memo, paths, simulated=True, out=str(out), wall_s=wall, truth=truth["chinchilla"],
                   settings=settings)

@@ -17,7 +17,7 @@ import shlex
 import sys
 import textwrap
 
-from ._common import add_json, emit
+from ._common import add_json, add_strict, emit, gate_status
 
 __all__ = ["FULL", "QUICK", "add_sampler_options", "register", "sampler_settings"]
 
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "memo", help="decision memo for a planned run: fit, compare, backtest, predict, allocate, diagnose",
         description="Fit every law (x noise model) to the runs, compare them by PSIS-LOO, backtest them on the "
-                    "largest runs, and answer from the stacked posterior: the plan's loss with 50%% and 90%% "
+                    "largest runs, and answer from the stacked posterior: the plan's loss with 50% and 90% "
                     "predictive intervals and P(loss < target), the compute-optimal N*, D*, D*/N* at the budget, "
                     "the allocation chosen under a utility, the plan's regret, the sensitivity to the law, and "
                     "every fit's diagnostics. Writes memo.md, memo.html (self-contained), memo.json, the "
@@ -77,7 +77,8 @@ def register(subparsers) -> None:
     p.add_argument("--plan", metavar="N=..,D=..", help="the planned run, e.g. N=7e10,D=1.4e12")
     p.add_argument("--target", type=float, metavar="LOSS", help="target loss: report P(loss < target)")
     p.add_argument("--out", default="memo", metavar="DIR", help="output directory (default: memo)")
-    p.add_argument("--force", action="store_true", help="write into --out even if it is not empty")
+    p.add_argument("--force", action="store_true",
+                   help="replace the memo already in --out (a folder holding anything but a memo is never replaced)")
     p.add_argument("--title", help="the memo's title")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--holdout-top", metavar="FRACTION",
@@ -95,6 +96,7 @@ def register(subparsers) -> None:
     p.add_argument("--map", action="extend", nargs="+", default=[], metavar="NAME=COLUMN",
                    help="use a differently named column, e.g. --map loss=val_loss")
     add_sampler_options(p)
+    add_strict(p, "a fit behind the answer failed the diagnostics gate (the memo is still written)")
     add_json(p)
     p.set_defaults(func=run_memo)
 
@@ -141,15 +143,18 @@ def run_memo(args) -> int:
         holdout=args.holdout, split_column=args.split_column, by=args.by, utility=args.utility, q=args.q,
         reloo=args.reloo, title=args.title, command=command_line(args), progress=args.progress,
         **sampler_settings(args))
-    paths = write_memo(memo, out, force=True)
+    paths = write_memo(memo, out, force=args.force)
     return report(args, memo, paths)
 
 
 def report(args, memo, paths, **extra) -> int:
     """Print the memo's headline and the files written (JSON: the whole memo); warn on failed diagnostics."""
+    failed = ", ".join(c.name + ("" if c.role == "answer" else f" ({c.role})") for c in memo.diagnostics.failed)
     if memo.failed:
-        failed = ", ".join(c.name + ("" if c.role == "answer" else " (backtest)") for c in memo.diagnostics.failed)
         print(f"warning: diagnostics FAILED for {failed}; the memo carries the failure banner", file=sys.stderr)
+    elif failed:
+        print(f"warning: supporting fits failed the diagnostics gate ({failed}); the fits behind the answer pass, "
+              "and the memo says which rows are unreliable", file=sys.stderr)
     files = {"markdown": str(paths["markdown"]), "html": str(paths["html"]), "json": str(paths["json"]),
              "figures": [str(p) for p in paths["figures"]], "fits": [str(p) for p in paths["fits"]]}
     text = "\n".join([str(memo), "",
@@ -157,4 +162,4 @@ def report(args, memo, paths, **extra) -> int:
                       f"wrote {len(files['figures'])} figures and {len(files['fits'])} fits "
                       f"({files['fits'][0] if files['fits'] else ''} ...)"])
     emit(args, {**extra, "files": files, "memo": memo.as_dict()}, text)
-    return 0
+    return gate_status(args, memo.failed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BayescaleError
-from ._common import add_json, emit
+from ._common import add_json, add_strict, emit, gate_status
 
 __all__ = ["parse_assignments", "register"]
 
@@ -48,25 +48,43 @@ def _load(paths):
     return [load_fit(p) for p in paths]
 
 
+def _failed(fits) -> list:
+    return [f for f in fits if not f.diagnostics.passed]
+
+
 def _fits_arg(p) -> None:
     p.add_argument("fits", nargs="+", metavar="FIT", help="fit file(s) from `bayescale fit --out`; "
                    "several are mixed with stacking weights")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="predicted loss with law and predictive bands")
+    p = subparsers.add_parser(
+        "predict", help="predicted loss with law and predictive bands",
+        description="Predict the loss at new points from saved fits: per point the posterior median of the "
+                    "law, the law band (parameter uncertainty only: law_lower_90 ...) and the predictive band "
+                    "(parameters and run-to-run noise, what a new run would show: pred_lower_90 ...), and "
+                    "P(loss < target) with --target. Several fits are mixed with stacking weights. A fit that "
+                    "failed the diagnostics gate gives a warning (and exit status 3 with --strict).")
     _fits_arg(p)
     p.add_argument("--at", action="append", default=[], metavar="N=..,D=..",
                    help="inputs of one point (repeatable), e.g. --at N=7e10,D=1.4e12")
     p.add_argument("--grid", metavar="CSV", help="a CSV of points to predict at (columns = inputs)")
-    p.add_argument("--prob", default="0.5,0.9", help="interval probabilities (default 0.5,0.9)")
+    p.add_argument("--prob", default="0.5,0.9", metavar="P,P",
+                   help="probabilities of the central intervals, comma-separated, each in (0, 1) "
+                        "(default 0.5,0.9: the 50%% and 90%% intervals)")
     p.add_argument("--target", type=float, help="report P(loss < target) per point")
     p.add_argument("--warn-beyond", type=float, default=10.0,
                    help="warn for points beyond this multiple of the largest run (default 10)")
+    add_strict(p, "a fit failed the diagnostics gate")
     add_json(p)
     p.set_defaults(func=run_predict)
 
-    p = subparsers.add_parser("optimal", help="posterior of the compute-optimal N*, D* per budget")
+    p = subparsers.add_parser(
+        "optimal", help="posterior of the compute-optimal N*, D* per budget",
+        description="The compute-optimal allocation per budget from saved fits: the posterior of N* "
+                    "(parameters), D* (tokens), D*/N* and the loss at the optimum, the allocation exponents, "
+                    "the one allocation to run under a utility (--utility), a plan's regret (--plan) and the "
+                    "compute needed to reach a loss (--target-loss). Needs a law of N and D with a compute cost.")
     _fits_arg(p)
     p.add_argument("--budget", action="append", default=[], metavar="FLOPS", help="budget(s) in FLOPs")
     p.add_argument("--max-tokens", type=float, help="cap on (unique) training tokens available")
@@ -80,16 +98,25 @@ def register(subparsers) -> None:
     p.add_argument("--plan", metavar="N=..,D=..", help="score a planned run against the optimum")
     p.add_argument("--target-loss", type=float,
                    help="also report the compute needed to reach this loss (with --inference-tokens)")
+    add_strict(p, "a fit failed the diagnostics gate")
     add_json(p)
     p.set_defaults(func=run_optimal)
 
-    p = subparsers.add_parser("plot", help="figures: bands, allocation fan, D*/N* histogram")
+    p = subparsers.add_parser(
+        "plot", help="figures: bands, allocation fan, D*/N* histogram",
+        description="Draw a figure from saved fits: the extrapolation bands with the runs (--kind bands), the "
+                    "compute-optimal N* and D* against compute (--kind allocation) or the posterior of D*/N* at a "
+                    "budget (--kind ratio). The image format follows the --out suffix (.png, .pdf, .svg).")
     _fits_arg(p)
-    p.add_argument("--kind", choices=["bands", "allocation", "ratio"], required=True)
+    p.add_argument("--kind", choices=["bands", "allocation", "ratio"], required=True,
+                   help="bands: runs, law median, law and predictive bands along the plan's D/N (or the runs' "
+                        "input); allocation: N* and D* against compute with 90%% bands; ratio: histogram of "
+                        "D*/N* at --budget")
     p.add_argument("--out", required=True, metavar="PNG", help="image file to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--plan", metavar="N=..,D=..", help="mark a planned run")
     p.add_argument("--budget", type=float, help="budget for --kind ratio (default: the plan's compute)")
+    add_strict(p, "a fit failed the diagnostics gate")
     add_json(p)
     p.set_defaults(func=run_plot)
 
@@ -116,7 +143,7 @@ def run_predict(args) -> int:
             "noise); intervals are central, the number is the probability in %")
     emit(args, {"fits": list(args.fits), "predictions": table.to_dict(orient="records")},
          f"{text}\n{note}")
-    return 0
+    return gate_status(args, _failed(fits))
 
 
 def run_optimal(args) -> int:
@@ -166,7 +193,7 @@ def run_optimal(args) -> int:
                          f"reachable in {100 * entry['p_reachable']:.0f}% of draws")
         data["target"] = entry
     emit(args, data, "\n".join(lines))
-    return 0
+    return gate_status(args, _failed(fits))
 
 
 def run_plot(args) -> int:
@@ -192,4 +219,4 @@ def run_plot(args) -> int:
         fig = plot_ratio(fits, budget, plan=plan)
     fig.savefig(out, dpi=120)
     emit(args, {"kind": args.kind, "out": str(out)}, f"wrote {out}")
-    return 0
+    return gate_status(args, _failed(fits))

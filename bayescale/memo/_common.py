@@ -23,8 +23,11 @@ def _estimate(values, weights=None) -> Estimate:
 
 
 def _caught(records) -> list[str]:
+    """Caught warnings as caveat texts; a failed fit's warning is left to the diagnostics banner."""
+    from ..errors import ConvergenceWarning
+
     return [" ".join(str(w.message).split()) for w in records
-            if not issubclass(w.category, (FutureWarning, DeprecationWarning))]
+            if not issubclass(w.category, (FutureWarning, DeprecationWarning, ConvergenceWarning))]
 
 
 def _fit_names(fits) -> list[str]:

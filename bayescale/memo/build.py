@@ -13,36 +13,23 @@ judged pass / warn / fail.  Progress (which fit is running) goes to stderr.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..checks import positive_number
 from ..errors import BayescaleError
+from ..progress import Steps
 from ._common import _allocatable, _fit_names
 from .answer import _answer, _plan_grid, _sensitivity, _truth_rows
 from .checks import diagnostics_report
 from .evidence import _backtests, _data_summary, _evidence, _fit_all
-from .fmt import g
+from .fmt import count, flops, quantity
 from .model import Memo, Question, Reproducibility
 
 __all__ = ["build_memo"]
 
 UTILITIES = ("mean", "quantile", "cvar")
-
-
-class Progress:
-    """One line per step on stderr: ``[memo   12.3 s] fitting kaplan ...``."""
-
-    def __init__(self, enabled: bool, stream=None):
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.t0 = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if self.enabled:
-            print(f"[memo {time.perf_counter() - self.t0:6.1f} s] {message}", file=self.stream, flush=True)
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -93,11 +80,11 @@ def _versions(fits) -> dict:
 
 def _title(plan, budget) -> str:
     if plan is not None and {"N", "D"} <= set(plan):
-        return f"Decision memo: a run of N = {g(plan['N'], 3)} parameters on D = {g(plan['D'], 3)} tokens"
+        return f"Decision memo: a run of {count(plan['N'])} parameters on {count(plan['D'])} tokens"
     if plan is not None:
-        return "Decision memo: a run at " + ", ".join(f"{k} = {g(v, 3)}" for k, v in plan.items())
+        return "Decision memo: a run at " + ", ".join(quantity(k, v) for k, v in plan.items())
     if budget is not None:
-        return f"Decision memo: spending {g(budget, 3)} FLOPs"
+        return f"Decision memo: spending {flops(budget)}"
     return "Decision memo"
 
 
@@ -133,10 +120,10 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     ``cvar`` at level ``q``).  ``truth``: for simulated data, the generating
     parameters per law name, shown beside the posterior.  ``command``: the
     command line to record (default: a description of this call).
-    ``progress``: step lines on stderr (default: when stderr is a terminal).
+    ``progress``: one line per step on stderr (default; ``False`` silences it).
     """
     t_start = time.perf_counter()
-    say = Progress(sys.stderr.isatty() if progress is None else bool(progress))
+    say = Steps("memo", progress is not False)
     budget = positive_number("budget", budget)
     target = positive_number("target", target)
     plan = _check_plan(plan)
@@ -194,34 +181,35 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     else:
         skipped.append("no backtest was asked for (backtest=False / --no-backtest)")
 
-    say("predicting the plan, allocating the budget, scoring the plan's regret")
     plan_inputs = _plan_grid(fits, plan) if plan is not None else None
     plan_compute = None if plan_inputs is None else plan_inputs.get("C")
     if budget is None:
         budget = plan_compute
-    evidence = _evidence(fits, names, comparison, bt, bt_notes, skipped, truth)
+    say("checking calibration (LOO-PIT) and every fit's diagnostics")
+    evidence = _evidence(fits, names, comparison, bt, bt_notes, skipped, truth, weights)
+    report = diagnostics_report(fits, names, comparison, holdout_fits, weights)
     question = Question(
         title=title or _title(plan_inputs, budget), budget=budget, plan=plan_inputs, plan_compute=plan_compute,
         target=target, laws=tuple(dict.fromkeys(f.law.name for f in fits)),
         noises=tuple(dict.fromkeys(f.noise for f in fits)), utility=utility, q=float(q))
-    answer = _answer(fits, weights, plan_inputs, question, evidence, within, data_notes)
-
-    say("sensitivity: the same answers under each fit alone")
-    sens = _sensitivity(fits, names, weights, plan_inputs, target, budget, answer.regret is not None,
-                        _allocatable(fits))
+    allocatable = _allocatable(fits)
+    regret_ok = allocatable and budget is not None and plan_inputs is not None and {"N", "D"} <= set(plan_inputs)
+    say("sensitivity: the answers under each fit alone")
+    sens = _sensitivity(fits, names, weights, plan_inputs, target, budget, regret_ok, allocatable)
+    say("the stacked answer: the plan's loss, the allocation at the budget, the plan's regret")
+    answer = _answer(fits, weights, names, plan_inputs, question, evidence, within, data_notes, sens, report)
     truth_rows = _truth_rows(truth, fits, plan_inputs, budget) if truth else []
     data = _data_summary(fits, file_sha, plan_inputs, None if answer.plan is None else answer.plan.extrapolation,
                          budget, data_note, truth_rows)
-    report = diagnostics_report(fits, names, comparison, holdout_fits)
 
     figs = ()
     if figures:
-        say("drawing figures")
         from .figures import memo_figures
 
         figs = memo_figures(fits, weights, plan_inputs, budget, comparison, bt, sens,
                             plan_loss=None if answer.plan is None else answer.plan.loss,
-                            ratio=None if answer.allocation is None else answer.allocation.ratio)
+                            ratio=None if answer.allocation is None else answer.allocation.ratio,
+                            target=target, names=names, say=say)
     first = fits[0].settings
     repro = Reproducibility(
         versions=_versions(fits), seed=first.get("seed"),

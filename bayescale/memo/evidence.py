@@ -9,9 +9,26 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, DataWarning
-from .model import BacktestScore, DataSummary, Evidence, FitScore, ParamRow, RangeRow
+from .model import BacktestScore, Coverage, DataSummary, Evidence, FitScore, ParamRow, PitRow, RangeRow
 
-__all__ = ["_backtests", "_data_summary", "_evidence", "_fit_all"]
+__all__ = ["ANSWER_WEIGHT", "_backtests", "_data_summary", "_evidence", "_fit_all", "binomial_cdf"]
+
+#: A fit whose stacking weight is below this is not "behind the answer": it only shows in the sensitivity.
+ANSWER_WEIGHT = 0.01
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), exactly (in log space: no overflow for large n)."""
+    import math
+
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+             + (n - i) * math.log1p(-p) for i in range(k + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
 def _fit_all(runs, specs, mapping, settings, say) -> tuple[list, list[str]]:
@@ -77,7 +94,32 @@ def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_colu
     return merged, holdout_fits, notes, skipped
 
 
-def _evidence(fits, names, comparison, bt, bt_notes, skipped, truth) -> Evidence:
+def _coverage(bt, weights: dict) -> list[Coverage]:
+    out = []
+    for name, r in bt.summary.iterrows():
+        n = int(r["n_test"])
+        covered = int(round(float(r["coverage_90"]) * n))
+        p = binomial_cdf(covered, n, 0.9)
+        out.append(Coverage(name=str(name), weight=float(weights.get(str(name), 0.0)), n_test=n, covered=covered,
+                            coverage_90=float(r["coverage_90"]), coverage_50=float(r["coverage_50"]), p_value=p,
+                            below_nominal=p < 0.05))
+    return out
+
+
+def _pit(fits, names, weights: dict) -> list[PitRow]:
+    from ..evidence.predictive import loo_pit, pit_check
+
+    rows = []
+    for f, name in zip(fits, names):
+        if weights.get(name, 0.0) < ANSWER_WEIGHT:
+            continue
+        c = pit_check(loo_pit(f))
+        rows.append(PitRow(name=name, n=c.n, ks=c.ks, ks_bound=c.ks_bound, outside_90=c.outside_90,
+                           inside_50=c.inside_50, calibrated=c.calibrated, verdict=c.verdict))
+    return rows
+
+
+def _evidence(fits, names, comparison, bt, bt_notes, skipped, truth, weights) -> Evidence:
     scores = []
     if comparison is not None:
         for name, r in comparison.table.iterrows():
@@ -87,7 +129,8 @@ def _evidence(fits, names, comparison, bt, bt_notes, skipped, truth) -> Evidence
                 weight=float(r["weight"]), n_pareto_bad=int(r["n_pareto_k_bad"]),
                 max_pareto_k=float(r["max_pareto_k"]), n_refit=int(r["n_refit"]),
                 elpd_waic=float(r["elpd_waic"])))
-        verdict, notes = comparison.verdict(), tuple(comparison.notes)
+        verdict = comparison.verdict()
+        notes = tuple(n for n in comparison.notes if "WAIC" not in n)   # WAIC is in memo.json, not for the reader
     else:
         verdict = f"only one fit ({names[0]}): nothing to compare; its weight is 1"
         notes = ()
@@ -107,9 +150,32 @@ def _evidence(fits, names, comparison, bt, bt_notes, skipped, truth) -> Evidence
             params.append(ParamRow(fit=name, param=str(p), median=float(r["median"]), lower_90=float(r["q5"]),
                                    upper_90=float(r["q95"]), r_hat=float(r["r_hat"]),
                                    ess_bulk=float(r["ess_bulk"]), truth=known.get(str(p))))
+    by_name = dict(zip(names, weights))
     return Evidence(scores=tuple(scores), verdict=verdict, notes=notes,
                     backtest_holdout=None if bt is None else bt.holdout, backtest=tuple(backtest),
-                    backtest_notes=tuple(bt_notes), params=tuple(params), skipped=tuple(skipped))
+                    backtest_notes=tuple(bt_notes), params=tuple(params), skipped=tuple(skipped),
+                    coverage=tuple(_coverage(bt, by_name)) if bt is not None else (),
+                    pit=tuple(_pit(fits, names, by_name)))
+
+
+def display_source(source: str) -> str:
+    """Where the runs came from, as a reader should see it: a file shipped with bayescale by its path in
+    the package, ``bayescale/data/...`` (not the install location), a file under the working directory
+    relative to it."""
+    from pathlib import Path
+
+    try:
+        path = Path(source).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return str(source)
+    package = Path(__file__).resolve().parents[1]
+    for root, shown in ((package, "bayescale"), (Path.cwd().resolve(), None)):
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        return f"bayescale/{rel.as_posix()}" if shown else rel.as_posix()
+    return str(source)
 
 
 def _data_summary(fits, file_sha, plan_inputs, plan_extrap, budget, note, truth_rows) -> DataSummary:
@@ -137,6 +203,6 @@ def _data_summary(fits, file_sha, plan_inputs, plan_extrap, budget, note, truth_
         n_budgets = distinct if distinct <= len(table) / 2 else None
         if budget is not None:
             budget_extrap = float(budget / table["C"].max())
-    return DataSummary(n_runs=len(table), source=f0.runs.source, runs_hash=f0.runs.hash, file_sha256=file_sha,
+    return DataSummary(n_runs=len(table), source=display_source(f0.runs.source), runs_hash=f0.runs.hash, file_sha256=file_sha,
                        ranges=tuple(ranges), n_budgets=n_budgets, plan_extrapolation=plan_extrap,
                        budget_extrapolation=budget_extrap, note=note, truth=tuple(truth_rows))

@@ -85,9 +85,8 @@ def render_html(memo) -> str:
         elif isinstance(block, Para):
             body.append(f"<p>{_inline(block.text)}</p>")
         elif isinstance(block, Banner):
-            role = ' role="alert"' if block.kind == "fail" else ""
-            prefix = "⛔ " if block.kind == "fail" else ""
-            body.append(f'<div class="banner {block.kind}"{role}>{prefix}{_inline(block.text)}</div>')
+            role = ' role="alert"' if block.kind in ("fail", "warn") else ""
+            body.append(f'<div class="banner {block.kind}"{role}>{_inline(block.text)}</div>')
         elif isinstance(block, Bullets):
             body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block.items) + "</ul>")
         elif isinstance(block, Table):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .fmt import g, interval, med_int, pct
-from .model import FAIL, PASS, Memo
+from .fmt import count, flops, g, interval, med_int, pct, quantity
+from .model import PASS, Memo
 
 __all__ = ["Banner", "Bullets", "Code", "FigureRef", "Heading", "Para", "Table", "layout"]
 
@@ -57,9 +57,15 @@ class FigureRef:
 
 
 def _inputs(d: dict | None) -> str:
+    """A run's inputs as a person reads them: '70B parameters, 1.4T tokens, 5.88e23 FLOPs'."""
     if not d:
         return "–"
-    return ", ".join(f"{k} = {g(v, 3)}" for k, v in d.items())
+    return ", ".join(quantity(k, v) for k, v in d.items())
+
+
+def _column(name: str, v) -> str:
+    """One value of a column in human units (counts for N, D, U; e-notation otherwise)."""
+    return count(v) if name in ("N", "D", "U") else g(v)
 
 
 def _utility(q) -> str:
@@ -74,15 +80,14 @@ def _utility(q) -> str:
 def _top(m: Memo) -> list:
     out = [Heading(1, m.title)]
     if m.diagnostics.banner:
-        out.append(Banner(FAIL, m.diagnostics.banner))
+        out.append(Banner(m.diagnostics.banner_kind or "fail", m.diagnostics.banner))
     if m.data.note:
         out.append(Banner("note", m.data.note))
     out.append(Heading(2, "Summary", "summary"))
-    items = list(m.answer.headline)
-    status = m.diagnostics.status
-    items.append(f"Diagnostics: **{status.upper()}** ({sum(c.status == PASS for c in m.diagnostics.checks)} of "
-                 f"{len(m.diagnostics.checks)} fits pass; details in Diagnostics).")
-    out.append(Bullets(tuple(items)))
+    d = m.answer.decision
+    if d is not None:
+        out += [Para(d.sentence), Para(d.basis)]
+    out.append(Bullets(tuple(m.answer.headline)))
     if m.answer.caveats:
         out += [Para("**Caveats**"), Bullets(m.answer.caveats)]
     return out
@@ -90,14 +95,14 @@ def _top(m: Memo) -> list:
 
 def _question(m: Memo) -> list:
     q = m.question
-    rows = [("compute budget", f"{g(q.budget, 4)} FLOPs" if q.budget else "–"),
+    rows = [("compute budget", flops(q.budget, 3) if q.budget else "–"),
             ("planned run", _inputs(q.plan)),
             ("target loss", g(q.target)),
             ("laws", ", ".join(f"`{x}`" for x in q.laws)),
             ("noise models", ", ".join(f"`{x}`" for x in q.noises)),
             ("allocation chosen by", _utility(q))]
     if q.plan_compute and q.budget and not math.isclose(q.plan_compute, q.budget, rel_tol=0.01):
-        rows.append(("note", f"the plan spends {g(q.plan_compute)} FLOPs, not the budget; its regret is "
+        rows.append(("note", f"the plan spends {flops(q.plan_compute, 3)}, not the budget; its regret is "
                              "measured at its own compute"))
     text = ("What loss will the planned run reach, how likely is it to beat the target, how should the "
             "budget be split between parameters N and tokens D, and is the plan close to that split? "
@@ -110,14 +115,17 @@ def _data(m: Memo) -> list:
     d = m.data
     grid = f" at {d.n_budgets} distinct compute budgets" if d.n_budgets else ""
     out = [Heading(2, "The data", "data"),
-           Para(f"{d.n_runs} runs{grid} from `{d.source}` (runs hash `{d.runs_hash}`).")]
+           Para(f"{d.n_runs} runs{grid} from `{d.source}`"
+                + (" (shipped with bayescale)" if d.source.startswith("bayescale/") else "")
+                + f" (runs hash `{d.runs_hash}`).")]
     has_plan = any(r.plan is not None for r in d.ranges)
     header = ("column", "min", "max") + (("plan", "plan / largest run") if has_plan else ())
     rows = []
     for r in d.ranges:
-        row = (r.column, g(r.min), g(r.max))
+        row = (r.column, _column(r.column, r.min), _column(r.column, r.max))
         if has_plan:
-            row += (g(r.plan), "–" if r.ratio_to_max is None else f"{g(r.ratio_to_max, 3)}x")
+            row += (_column(r.column, r.plan) if r.plan is not None else "–",
+                    "–" if r.ratio_to_max is None else f"{g(r.ratio_to_max, 3)}x")
         rows.append(row)
     out.append(Table(header, tuple(rows)))
     far = []
@@ -132,9 +140,15 @@ def _data(m: Memo) -> list:
         out.append(Para("Because the data are simulated, derived quantities can be checked against the values "
                         "of the generating law (law band, i.e. parameter uncertainty only):"))
         out.append(Table(("quantity", "posterior median", "90% interval", "generating value", "inside 90%"),
-                         tuple((t.quantity, g(t.estimate.median), interval(t.estimate), g(t.truth),
-                                "yes" if t.inside_90 else "**no**") for t in d.truth)))
+                         tuple((t.quantity, *_truth_cells(t), "yes" if t.inside_90 else "**no**") for t in d.truth)))
     return out
+
+
+def _truth_cells(t) -> tuple:
+    """Median, 90% interval and generating value of a truth row, counts in human units (N*)."""
+    f = count if "N*" in t.quantity else g
+    e = t.estimate
+    return f(e.median), f"{f(e.lower_90)} to {f(e.upper_90)}", f(t.truth)
 
 
 def _laws(m: Memo) -> list:
@@ -162,16 +176,31 @@ def _laws(m: Memo) -> list:
                         "is the share of held-out runs inside the central predictive interval (calibrated: "
                         "about 50% and 90%); width is relative to the observed loss; lpd is the mean log "
                         "predictive density."))
+        low = {c.name for c in e.coverage if c.below_nominal}
         out.append(Table(("fit", "held-out runs", "median ARE", "mean ARE", "50% coverage", "90% coverage",
                           "90% width", "mean lpd", "fits failing the gate"),
                          tuple((b.name, str(b.n_test), f"{100 * b.median_are:.2f}%", f"{100 * b.mean_are:.2f}%",
-                                pct(b.coverage_50), pct(b.coverage_90), f"{100 * b.mean_rel_width_90:.1f}%",
-                                f"{b.mean_lpd:.2f}", str(b.fits_failed_gate)) for b in e.backtest)))
+                                pct(b.coverage_50),
+                                f"**{pct(b.coverage_90)} (below 90%)**" if b.name in low else pct(b.coverage_90),
+                                f"{100 * b.mean_rel_width_90:.1f}%", f"{b.mean_lpd:.2f}", str(b.fits_failed_gate))
+                               for b in e.backtest)))
+        if low:
+            out.append(Para("A 90% coverage marked *below 90%* is clearly below nominal for that many held-out runs "
+                            "(a binomial probability below 0.05 of covering so few if the intervals were "
+                            "calibrated): that fit's intervals are too narrow when it extrapolates."))
         if e.backtest_notes:
             out.append(Bullets(tuple(e.backtest_notes)))
     if e.skipped:
         out.append(Bullets(tuple(e.skipped)))
     out += [FigureRef(f) for f in m.figures if f.name in ("compare", "backtest")]
+    if e.pit:
+        out.append(Heading(3, "Calibration on the fitted runs (LOO-PIT)"))
+        out.append(Para("Each run's observed loss placed in its leave-one-out posterior predictive distribution (the "
+                        "fit without that run, by PSIS-LOO): if the fit's predictive distributions are calibrated, "
+                        "these probabilities are uniform on (0, 1). This checks the noise model and the law inside "
+                        "the data; the backtest above checks extrapolation."))
+        out.append(Bullets(tuple(f"{r.name} {r.verdict}" for r in e.pit)))
+        out += [FigureRef(f) for f in m.figures if f.name == "loo_pit"]
     return out
 
 
@@ -187,6 +216,8 @@ def _answer(m: Memo) -> list:
                 ("the law's value (parameter uncertainty only)", g(p.law_loss.median), interval(p.law_loss, 50),
                  interval(p.law_loss, 90))]
         out.append(Table(("at " + _inputs(p.inputs), "median", "50% interval", "90% interval"), tuple(rows)))
+        if a.coverage_text:
+            out.append(Para(f"Calibration of such intervals out of sample: {a.coverage_text}."))
         extra = []
         if p.p_below_target is not None:
             extra.append(f"P(loss < {g(q.target)}) = **{p.p_below_target:.2f}** (from the posterior predictive "
@@ -195,12 +226,16 @@ def _answer(m: Memo) -> list:
                      "beyond the largest fitted run.")
         out.append(Para(" ".join(extra)))
         out += [FigureRef(f) for f in m.figures if f.name == "bands"]
+    elif any(f.name == "bands" for f in m.figures):     # no plan: the bands still show the extrapolation
+        out += [FigureRef(f) for f in m.figures if f.name == "bands"]
     if a.allocation is not None:
         al = a.allocation
-        out.append(Heading(3, f"Compute-optimal allocation at {g(al.budget)} FLOPs"))
-        rows = [(name, g(e.median, 4), interval(e, 50), interval(e, 90)) for name, e in
-                (("N* (parameters)", al.N), ("D* (tokens)", al.D), ("D*/N* (tokens per parameter)", al.ratio),
-                 ("loss at the optimum (law value)", al.loss))]
+        out.append(Heading(3, f"Compute-optimal allocation at {flops(al.budget, 3)}"))
+        counts = lambda e: (count(e.median), f"{count(e.lower_50)} to {count(e.upper_50)}",   # noqa: E731
+                            f"{count(e.lower_90)} to {count(e.upper_90)}")
+        rows = [("N* (parameters)",) + counts(al.N), ("D* (tokens)",) + counts(al.D)]
+        rows += [(name, g(e.median, 4), interval(e, 50), interval(e, 90)) for name, e in
+                 (("D*/N* (tokens per parameter)", al.ratio), ("loss at the optimum (law value)", al.loss))]
         if al.exponent_a is not None:
             rows += [("allocation exponent a (N* ∝ C^a)", g(al.exponent_a.median, 3), interval(al.exponent_a, 50, 3),
                       interval(al.exponent_a, 90, 3)),
@@ -219,17 +254,25 @@ def _answer(m: Memo) -> list:
             out.append(Para("Note: " + "; ".join(notes) + "."))
         if a.choice is not None:
             c = a.choice
-            out.append(Para(f"**Allocation to run.** One allocation must be chosen before the run; the one that "
-                            f"minimises {_utility(q)} over the posterior is N = **{g(c.N, 3)}**, D = "
-                            f"**{g(c.D, 3)}** (D/N = {g(c.ratio, 3)}). Its loss: median {g(c.loss_median)}, 90% "
-                            f"interval {g(c.loss_lower_90)} to {g(c.loss_upper_90)} (law value); expected regret "
-                            f"against each draw's own optimum {g(c.expected_regret, 2)}."))
+            text = (f"**Allocation to run.** One allocation must be chosen before the run. The one that minimises "
+                    f"{_utility(q)} over the posterior is **{count(c.N)} parameters on {count(c.D)} tokens** (D/N = "
+                    f"{g(c.ratio, 3)}); its loss: median {g(c.loss_median)}, 90% interval {g(c.loss_lower_90)} to "
+                    f"{g(c.loss_upper_90)} (law value); expected regret against each draw's own optimum "
+                    f"{g(c.expected_regret, 2)}.")
+            dec = a.decision
+            if dec is not None and dec.source == "plan":
+                text += (f" The plan's own expected regret is {g(a.regret.regret_mean, 2)}, negligible (it is "
+                         "near-optimal, below), so the memo recommends **the plan** as it stands, not this "
+                         "allocation.")
+            elif dec is not None and dec.allocation is not None:
+                text += " The memo recommends this allocation."
+            out.append(Para(text))
         out += [FigureRef(f) for f in m.figures if f.name in ("allocation", "ratio")]
     if a.regret is not None:
         r = a.regret
         out.append(Heading(3, "The plan against the optimum"))
         out.append(Banner("warn" if a.plan_status == "off-optimal" else "note", a.plan_verdict))
-        rows = [("plan", _inputs({"N": r.N, "D": r.D}) + f" (C = {g(r.compute)})"),
+        rows = [("plan", _inputs({"N": r.N, "D": r.D, "C": r.compute})),
                 ("loss of the plan (law value)", f"median {g(r.loss_median)}, 90% interval {g(r.loss_lower_90)} "
                                                  f"to {g(r.loss_upper_90)}"),
                 ("optimal loss at the same compute", f"median {g(r.optimal_loss_median)}"),
@@ -240,17 +283,12 @@ def _answer(m: Memo) -> list:
                 (f"P(within {100 * r.within:g}% of compute-optimal)", f"{r.p_within:.2f}")]
         out.append(Table(("", ""), tuple(rows), "Compute efficiency: the share of the plan's compute an optimal "
                                                 "allocation needs to reach the plan's loss (100% = optimal)."))
-    if a.target_compute is not None or a.target_reachable is not None:
+    if a.target_text:
         out.append(Heading(3, f"Reaching the target loss {g(q.target)}"))
+        out.append(Para(a.target_text))
         if a.target_compute is not None:
-            out.append(Para(f"Training compute an optimal allocation needs to reach loss {g(q.target)}: median "
-                            f"{g(a.target_compute.median, 3)} FLOPs, 50% interval {interval(a.target_compute, 50, 3)}, "
-                            f"90% interval {interval(a.target_compute, 90, 3)}"
-                            + (f"; reachable at all in {pct(a.target_reachable)} of the posterior"
-                               if a.target_reachable < 0.995 else "") + "."))
-        else:
-            out.append(Para(f"No compute reaches loss {g(q.target)} under the posterior: it lies below the "
-                            "irreducible loss."))
+            out.append(Para(f"50% interval {g(a.target_compute.lower_50, 3)} to {g(a.target_compute.upper_50, 3)} "
+                            "FLOPs (training compute with a compute-optimal split, over the stacked draws)."))
     return out
 
 
@@ -261,14 +299,19 @@ def _sensitivity(m: Memo) -> list:
                 "choice of law matters more than the data can settle, and the stacked answer is a compromise.")]
     rows = []
     for r in s.rows:
+        n_opt = "–" if r.N_opt is None else (f"{count(r.N_opt.median)} [{count(r.N_opt.lower_90)}, "
+                                             f"{count(r.N_opt.upper_90)}]")
         rows.append((r.name, f"{r.weight:.3f}", med_int(r.plan_loss, 4),
                      "–" if r.p_below_target is None else f"{r.p_below_target:.2f}", med_int(r.ratio),
-                     med_int(r.N_opt), "–" if r.loss_opt is None else g(r.loss_opt.median),
+                     n_opt, "–" if r.loss_opt is None else g(r.loss_opt.median),
                      g(r.regret_mean, 2)))
     target = f"P(loss < {g(m.question.target)})" if m.question.target else "P(loss < target)"
     out.append(Table(("fit", "weight", "plan loss, median [90%]", target, "D*/N*, median [90%]",
                       "N*, median [90%]", "optimal loss", "plan regret (mean)"), tuple(rows)))
-    out.append(Bullets(s.summary))
+    items = list(s.summary)
+    if m.answer.disagreement:
+        items.insert(0, m.answer.disagreement)
+    out.append(Bullets(tuple(items)))
     out += [FigureRef(f) for f in m.figures if f.name == "sensitivity"]
     return out
 
@@ -277,10 +320,14 @@ def _diagnostics(m: Memo) -> list:
     d = m.diagnostics
     out = [Heading(2, "Diagnostics", "diagnostics")]
     if d.banner:
-        out.append(Banner(FAIL, d.banner))
-    out.append(Para(f"Overall: **{d.status.upper()}**. The gate per fit: R-hat ≤ 1.01, bulk and tail ESS ≥ 400, no "
-                    "divergent transitions, maximum tree depth reached in at most 1% of draws (fail otherwise); "
-                    "Pareto k ≤ 0.7 for every run in PSIS-LOO (warn otherwise)."))
+        out.append(Banner(d.banner_kind or "fail", d.banner))
+    out.append(Para(f"The fits behind the answer: **{d.answer_status.upper()}**; all fits: **{d.status.upper()}**. "
+                    "The gate per fit: R-hat ≤ 1.01, bulk and tail ESS ≥ 400, no divergent transitions, maximum "
+                    "tree depth reached in at most 1% of draws (fail otherwise; for a backtest or sensitivity-only "
+                    "fit an ESS miss that keeps every ESS ≥ 200 is a warning: the answer does not use those draws); "
+                    "Pareto k ≤ 0.7 for every run in PSIS-LOO (warn otherwise). Roles: *answer* (stacking weight "
+                    "≥ 0.01), *sensitivity* (only in the Sensitivity table), *backtest* (refitted without the "
+                    "held-out runs)."))
     rows = []
     for c in d.checks:
         rows.append((c.name, c.role, f"**{c.status.upper()}**" if c.status != PASS else "pass", f"{c.r_hat_max:.4f}",

@@ -29,8 +29,8 @@ def render_markdown(memo) -> str:
         elif isinstance(block, Para):
             out += [block.text]
         elif isinstance(block, Banner):
-            if block.kind == "fail":
-                out += [f"> **⛔ {block.text}**"]
+            if block.kind in ("fail", "warn"):
+                out += [f"> **{block.text}**"]
             else:
                 out += [f"> {block.text}"]
         elif isinstance(block, Bullets):

@@ -14,9 +14,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["AllocationAnswer", "Answer", "BacktestScore", "DiagnosticsReport", "DataSummary", "Estimate",
-           "Evidence", "Figure", "FitCheck", "FitScore", "Memo", "ParamRow", "PlanAnswer", "Question",
-           "RangeRow", "Reproducibility", "Sensitivity", "SensitivityRow", "TruthRow"]
+__all__ = ["AllocationAnswer", "Answer", "BacktestScore", "Coverage", "Decision", "DiagnosticsReport", "DataSummary",
+           "Estimate", "Evidence", "Figure", "FitCheck", "FitScore", "Memo", "ParamRow", "PitRow", "PlanAnswer",
+           "Question", "RangeRow", "Reproducibility", "Sensitivity", "SensitivityRow", "TruthRow"]
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 
@@ -133,6 +133,38 @@ class BacktestScore:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """How often one fit's 90% predictive intervals covered the held-out runs of the backtest.
+
+    ``below_nominal``: clearly below 90% given the number of held-out runs, i.e.
+    ``P(X <= covered)`` < 0.05 for X ~ Binomial(n_test, 0.9) (``p_value``).
+    """
+
+    name: str
+    weight: float             # the fit's stacking weight in the answer
+    n_test: int
+    covered: int              # held-out runs inside their central 90% predictive interval
+    coverage_90: float
+    coverage_50: float
+    p_value: float
+    below_nominal: bool
+
+
+@dataclass(frozen=True)
+class PitRow:
+    """The LOO-PIT check of one fit behind the answer (see :mod:`bayescale.evidence.predictive`)."""
+
+    name: str
+    n: int
+    ks: float
+    ks_bound: float
+    outside_90: float
+    inside_50: float
+    calibrated: bool
+    verdict: str
+
+
+@dataclass(frozen=True)
 class ParamRow:
     """A posterior summary of one parameter of one fit (90% central interval)."""
 
@@ -158,6 +190,8 @@ class Evidence:
     backtest_notes: tuple[str, ...]
     params: tuple[ParamRow, ...]
     skipped: tuple[str, ...] = ()    # what could not be done and why
+    coverage: tuple[Coverage, ...] = ()   # the backtest's 90% coverage of every fit
+    pit: tuple[PitRow, ...] = ()          # LOO-PIT of every fit behind the answer
 
     @property
     def weights(self) -> dict:
@@ -192,6 +226,26 @@ class AllocationAnswer:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """The memo's opening: one sentence a lead can act on, its basis, one recommended allocation.
+
+    ``action``: ``approve`` (the plan's split is near-optimal), ``change`` (switch
+    to ``allocation``), ``run`` (no plan was given: run ``allocation``),
+    ``pilots`` (the laws disagree on the decision and the data cannot settle
+    it: run the suggested pilots first), ``rerun`` (the fits behind the answer
+    failed the diagnostics gate) or ``predict`` (no allocation can be made for
+    the laws: the sentence states the prediction only).
+    """
+
+    action: str
+    sentence: str             # Markdown (**bold**), human units
+    basis: str                # what the probabilities are read from
+    allocation: dict | None   # the one allocation recommended: {"N": ..., "D": ...} (exact values)
+    source: str | None        # where it comes from: "plan" or the utility ("expected loss", ...)
+    pilots: tuple = ()        # suggested pilot runs: ({"N": ..., "D": ..., "C": ...}, ...)
+
+
+@dataclass(frozen=True)
 class Answer:
     plan: PlanAnswer | None
     allocation: AllocationAnswer | None
@@ -203,6 +257,10 @@ class Answer:
     plan_verdict: str | None
     headline: tuple[str, ...]
     caveats: tuple[str, ...]
+    decision: Decision | None = None
+    disagreement: str | None = None  # the laws disagree on the decision: what and how much (Summary)
+    target_text: str | None = None   # the compute an optimal split needs to reach the target, in words
+    coverage_text: str | None = None  # the backtest coverage stated beside the headline interval
 
 
 @dataclass(frozen=True)
@@ -219,6 +277,7 @@ class SensitivityRow:
     N_opt: Estimate | None
     loss_opt: Estimate | None
     regret_mean: float | None
+    p_within: float | None = None     # P(the plan within 5% of compute-optimal) under this fit alone
 
 
 @dataclass(frozen=True)
@@ -232,7 +291,7 @@ class FitCheck:
     """The diagnostics verdict of one fit (a fit of the answer, or a backtest fit)."""
 
     name: str
-    role: str                 # "answer" or "backtest"
+    role: str                 # "answer", "sensitivity" (stacking weight < 1%) or "backtest"
     status: str               # pass | warn | fail
     r_hat_max: float
     ess_bulk_min: float
@@ -250,11 +309,17 @@ class FitCheck:
 class DiagnosticsReport:
     checks: tuple[FitCheck, ...]
     status: str               # the worst status over the checks
-    banner: str | None        # set when any fit failed
+    banner: str | None        # set when a fit failed the gate
+    banner_kind: str | None = None   # "fail" (a fit behind the answer failed) or "warn" (only supporting fits)
+    answer_status: str = PASS        # the worst status over the fits behind the answer
 
     @property
     def failed(self) -> tuple[FitCheck, ...]:
         return tuple(c for c in self.checks if c.status == FAIL)
+
+    @property
+    def answer_failed(self) -> bool:
+        return self.answer_status == FAIL
 
 
 @dataclass(frozen=True)
@@ -298,7 +363,8 @@ class Memo:
 
     @property
     def failed(self) -> bool:
-        return self.diagnostics.status == FAIL
+        """A fit behind the answer failed the diagnostics gate (backtest and sensitivity fits do not count)."""
+        return self.diagnostics.answer_failed
 
     def as_dict(self) -> dict:
         """JSON-ready: every section, figures by name and caption (no image bytes, no fits)."""
@@ -313,10 +379,9 @@ class Memo:
         lines = [self.title]
         if self.diagnostics.banner:
             lines.append(self.diagnostics.banner)
+        if self.answer.decision is not None:
+            lines += [self.answer.decision.sentence, self.answer.decision.basis]
         lines += list(self.answer.headline)
-        lines.append(f"diagnostics: {self.diagnostics.status.upper()} "
-                     f"({sum(c.status == PASS for c in self.diagnostics.checks)} of "
-                     f"{len(self.diagnostics.checks)} fits pass)")
         return "\n".join(lines).replace("**", "")
 
 

@@ -55,15 +55,30 @@ def plot_ratio(fit, budget: float, *, plan: dict | None = None, weights=None, ax
         alloc = optimal([m.fit for m in mems], [budget], weights=[m.weight for m in mems], **constraints)
     ratio = alloc.ratio[:, 0]
     fig, ax = new_axes(ax)
-    bins = np.geomspace(ratio.min(), ratio.max(), 50) if ratio.max() > ratio.min() else 10
-    ax.hist(ratio, bins=bins, weights=alloc.weights, color=LAW_COLOR, alpha=0.7)
-    q = weighted_quantile(ratio[:, None], alloc.weights, [0.05, 0.5, 0.95])[:, 0]
+    ok = np.isfinite(ratio) & (ratio > 0)
+    ratio, w = ratio[ok], alloc.weights[ok]
+    # the axis spans the posterior's 0.5%..99.5% range (and the plan), not a stray draw far out in the tail
+    lo, hi = weighted_quantile(ratio[:, None], w, [0.005, 0.995])[:, 0]
+    if plan is not None:
+        lo, hi = min(lo, plan["D"] / plan["N"]), max(hi, plan["D"] / plan["N"])
+    lo, hi = lo / 1.15, hi * 1.15
+    inside = (ratio >= lo) & (ratio <= hi)
+    bins = np.geomspace(lo, hi, 50) if hi > lo else 10
+    ax.hist(ratio[inside], bins=bins, weights=w[inside], color=LAW_COLOR, alpha=0.7)
+    ax.set_xlim(lo, hi)
+    q = weighted_quantile(ratio[:, None], w, [0.05, 0.5, 0.95])[:, 0]
     for v, style in zip(q, (":", "-", ":")):
         ax.axvline(v, color="black", ls=style, lw=1)
     if plan is not None:
         ax.axvline(plan["D"] / plan["N"], color=PLAN_COLOR, lw=2, label=f"plan D/N = {plan['D'] / plan['N']:.3g}")
         ax.legend(fontsize=8)
     ax.set_xscale("log")
+    if hi / lo < 1e4:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("tokens per parameter D*/N*")
     ax.set_ylabel("posterior probability")
     ax.set_title(f"D*/N* at C = {budget:.3g} FLOPs: median {q[1]:.3g}, 90% interval [{q[0]:.3g}, {q[2]:.3g}]",

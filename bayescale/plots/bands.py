@@ -26,14 +26,16 @@ def _path(fit, plan, extend: float, points: int):
         return pd.DataFrame({x: np.geomspace(runs[x].min(), hi, points)}), x, None
     if law.cost is None or "N" not in names:
         raise BayescaleError(f"bands for law {law.name!r} need one input or a law of N and D with a cost")
-    if plan is not None:
-        ratio = plan["D"] / plan["N"]
+    if plan is not None and ("D" in plan or "M" in plan):
+        ratio = plan["D"] / plan["N"] if "D" in plan else plan["M"]
         why = f"along D/N = {ratio:.3g} (the plan's tokens per parameter)"
     else:
-        ratio = float(np.median(fit.runs.table["D"] / runs["N"])) if "D" in runs else 20.0
+        ratio = (float(np.median(runs["D"] / runs["N"])) if "D" in runs else
+                 float(np.median(runs["M"])) if "M" in runs else 20.0)
         why = f"along D/N = {ratio:.3g} (the fitted runs' median tokens per parameter)"
     c_obs = law.compute(fit.runs.input_arrays())
-    c_hi = max(c_obs.max() * extend, 6 * plan["N"] * plan["D"] * 1.5 if plan else 0)
+    c_plan = 6 * plan["N"] ** 2 * ratio if plan is not None and "N" in plan else 0.0   # the path's C = 6 N D
+    c_hi = max(c_obs.max() * extend, c_plan * 1.5)
     C = np.geomspace(c_obs.min(), c_hi, points)
     N = np.sqrt(C / (6 * ratio))
     grid = {"N": N, "D": ratio * N}
@@ -45,12 +47,13 @@ def _path(fit, plan, extend: float, points: int):
 
 
 def plot_bands(fit, *, plan: dict | None = None, prob: float = 0.9, extend: float = 100.0,
-               points: int = 80, weights=None, ax=None):
+               points: int = 80, weights=None, target: float | None = None, ax=None):
     """Log-log figure of the fitted runs, the median, the law band and the predictive band.
 
     ``plan``: inputs of a planned run (e.g. ``{"N": 7e10, "D": 1.4e12}``), marked
     with its predictive interval.  ``extend``: how far past the largest run to
     draw (a factor on the x axis).  ``fit`` may be a list of fits (mixture).
+    ``target``: a target loss, drawn as a horizontal line.
     """
     mems = members(fit, weights)
     base = mems[0].fit
@@ -82,6 +85,8 @@ def plot_bands(fit, *, plan: dict | None = None, prob: float = 0.9, extend: floa
                           [p[f"pred_upper_{lab}"].iloc[0] - p["pred_median"].iloc[0]]],
                     fmt="D", color=PLAN_COLOR, ms=6, capsize=4, zorder=4,
                     label=f"planned run: {p['pred_median'].iloc[0]:.4g} ({lab}% interval)")
+    if target is not None:
+        ax.axhline(target, color=PLAN_COLOR, ls="--", lw=1, label=f"target loss {target:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     if ax.get_ylim()[1] / ax.get_ylim()[0] < 30:

@@ -4,9 +4,10 @@
   and, for every fit but the best, the difference to the best with the
   standard error of the difference (triangles, drawn at the fit's elpd);
   stacking weights in the labels.
-* :func:`plot_backtest`: predicted against observed for every held-out run,
-  log-log, with the central posterior predictive intervals as bars and the
-  line ``predicted = observed``.
+* :func:`plot_backtest`: per law, the relative error of every held-out run's
+  predictive median against its observed loss, with the central predictive
+  intervals as bars on the same relative scale (a bar crossing zero covers
+  its run).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import BayescaleError
 from ..predict import prob_label
-from ._style import DATA_COLOR, LAW_COLOR, new_axes, plain_log_ticks
+from ._style import DATA_COLOR, LAW_COLOR, new_axes
 
 __all__ = ["plot_backtest", "plot_compare"]
 
@@ -45,10 +46,15 @@ def plot_compare(comparison, ax=None):
 
 
 def plot_backtest(result, *, prob: float | None = None, ax=None):
-    """Predicted vs observed (log-log) for every held-out run, one colour per law.
+    """Per law (one panel each): the error of every held-out run's prediction, relative to its observed loss.
 
-    Bars: the central ``prob`` posterior predictive interval (default: the
-    widest of the backtest's intervals) and, thicker, the narrowest one.
+    x: the observed loss; y: ``predicted / observed - 1`` in percent, where
+    predicted is the posterior predictive median; bars: the central ``prob``
+    predictive interval (default: the widest of the backtest's) and, thicker,
+    the narrowest one, on the same relative scale.  A bar that crosses the
+    zero line covers its run.  The axes span the runs and their bars, nothing
+    else; there is no jitter (each law has its own panel).  ``ax``: one axis
+    per law (a sequence), or None.
     """
     table = result.table
     probs = tuple(result.probs)
@@ -57,38 +63,47 @@ def plot_backtest(result, *, prob: float | None = None, ax=None):
     if prob not in probs:
         raise BayescaleError(f"prob {prob!r} is not one of the backtest's intervals {list(probs)}")
     wide, narrow = prob_label(prob), prob_label(min(probs))
-    fig, ax = new_axes(ax, figsize=(6.0, 5.5))
     laws = list(dict.fromkeys(table["law"]))
-    for i, law in enumerate(laws):
+    from ._style import pyplot
+
+    if ax is None:
+        fig, axes = pyplot().subplots(1, len(laws), figsize=(1.2 + 3.9 * len(laws), 4.4), sharey=True,
+                                      constrained_layout=True, squeeze=False)
+        axes = list(axes[0])
+    else:
+        axes = list(np.atleast_1d(ax))
+        if len(axes) != len(laws):
+            raise BayescaleError(f"plot_backtest needs one axis per law ({len(laws)}), got {len(axes)}")
+        fig = axes[0].figure
+    lows, highs = [], []
+    for i, (law, a) in enumerate(zip(laws, axes)):
         part = table[table["law"] == law]
-        obs, pred = part["observed"].to_numpy(), part["predicted"].to_numpy()
+        obs = part["observed"].to_numpy(float)
+        rel = lambda col: 100 * (part[col].to_numpy(float) / obs - 1)   # noqa: E731
+        pred = rel("predicted")
+        lo, hi = rel(f"lower_{wide}"), rel(f"upper_{wide}")
         color = _COLORS[i % len(_COLORS)]
-        # a small horizontal jitter (in log space) keeps several laws' bars apart
-        shift = 10 ** (0.004 * (i - (len(laws) - 1) / 2))
-        err = [pred - part[f"lower_{wide}"].to_numpy(), part[f"upper_{wide}"].to_numpy() - pred]
-        s = result.summary.loc[law]
-        label = (f"{law}: median ARE {s['median_are']:.3g}, {wide}% coverage "
-                 f"{s[f'coverage_{wide}']:.2f} (n={int(s['n_test'])})")
-        ax.errorbar(obs * shift, pred, yerr=np.clip(err, 0, None), fmt="o", ms=4, color=color, lw=0.8,
-                    capsize=2, alpha=0.85, label=label)
+        a.errorbar(obs, pred, yerr=np.clip([pred - lo, hi - pred], 0, None), fmt="o", ms=4, color=color, lw=0.8,
+                   capsize=2, alpha=0.9, label=f"median, {wide}% interval")
         if narrow != wide:
-            nerr = [pred - part[f"lower_{narrow}"].to_numpy(), part[f"upper_{narrow}"].to_numpy() - pred]
-            ax.errorbar(obs * shift, pred, yerr=np.clip(nerr, 0, None), fmt="none", color=color, lw=2.2,
-                        alpha=0.85)
-    lo = min(table["observed"].min(), table[f"lower_{wide}"].min())
-    hi = max(table["observed"].max(), table[f"upper_{wide}"].max())
-    lo, hi = lo / 1.05, hi * 1.05
-    ax.plot([lo, hi], [lo, hi], color="#999999", ls="--", lw=1, label="predicted = observed")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    if hi / lo < 30:
-        plain_log_ticks(ax.xaxis)
-        plain_log_ticks(ax.yaxis)
-    ax.set_xlabel("observed (held-out runs)")
-    ax.set_ylabel("predicted (posterior predictive median)")
-    bars = f"bars: {wide}% predictive interval" + (f" (thick: {narrow}%)" if narrow != wide else "")
-    ax.set_title(f"Backtest, held out {result.holdout}\n{bars}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+            nlo, nhi = rel(f"lower_{narrow}"), rel(f"upper_{narrow}")
+            a.errorbar(obs, pred, yerr=np.clip([pred - nlo, nhi - pred], 0, None), fmt="none", color=color,
+                       lw=2.4, alpha=0.9, label=f"{narrow}% interval")
+        a.axhline(0, color="#666666", ls="--", lw=1, label="prediction = observation")
+        span = obs.max() - obs.min()
+        pad = 0.06 * span if span > 0 else 0.01 * obs.max()
+        a.set_xlim(obs.min() - pad, obs.max() + pad)
+        a.grid(True, alpha=0.3)
+        s = result.summary.loc[law]
+        a.set_title(f"{law}: median ARE {100 * s['median_are']:.2g}%,\n{wide}% coverage "
+                    f"{100 * s[f'coverage_{wide}']:.0f}% of {int(s['n_test'])} runs", fontsize=9)
+        a.set_xlabel("observed loss (held-out runs)")
+        lows.append(np.min(lo))
+        highs.append(np.max(hi))
+    low, high = min(min(lows), 0.0), max(max(highs), 0.0)
+    pad = 0.08 * (high - low) if high > low else 1.0
+    axes[0].set_ylim(low - pad, high + pad)
+    axes[0].set_ylabel("prediction error: predicted / observed - 1 (%)")
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Backtest, held out {result.holdout}: bars crossing the dashed line cover their run", fontsize=9)
     return fig

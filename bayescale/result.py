@@ -55,6 +55,7 @@ class Fit:
     versions: dict
     diagnostics: Diagnostics
     timings: dict = field(default_factory=dict)
+    structure: object = None     # bayescale.evidence.structure.RunStructure: run/group columns, thinning
 
     @cached_property
     def idata(self):
@@ -103,6 +104,8 @@ class Fit:
                 "versions": self.versions, "timings": self.timings, "runs_source": self.runs.source,
                 "runs_hash": self.runs.hash, "derived": list(self.runs.derived),
                 "inputs": list(self.runs.inputs), "response": self.runs.response}
+        if self.structure is not None:
+            meta["structure"] = self.structure.as_dict()
         tmp = path.with_name(path.name + ".tmp")
         azstats.save_netcdf(self.idata, tmp, {_META: json.dumps(meta), _CARD: self.law.text})
         tmp.replace(path)
@@ -152,8 +155,13 @@ def load_fit(path) -> Fit:
         sample_stats={k: np.asarray(v) for k, v in idata.sample_stats.data_vars.items()})
     diagnostics = diagnose(samples.posterior, samples.sample_stats, var_names,
                            meta["settings"]["max_tree_depth"])
+    structure = None
+    if meta.get("structure") is not None:
+        from .evidence.structure import RunStructure
+
+        structure = RunStructure.from_dict(meta["structure"])
     fit = Fit(samples=samples, law=law, noise=meta["noise"], runs=runs, refs=meta["refs"],
               settings=meta["settings"], versions=meta["versions"], diagnostics=diagnostics,
-              timings=meta["timings"])
+              timings=meta["timings"], structure=structure)
     fit.__dict__["idata"] = idata   # keep the file's InferenceData (with its attributes)
     return fit

@@ -129,3 +129,24 @@ def test_fit_with_run_thins_records_and_saves(tmp_path):
     assert back.structure == s
     plain = bayescale.load_fit(bayescale.fit(data.iloc[::5], law="chinchilla", **SMALL).save(tmp_path / "p.nc"))
     assert plain.structure is None
+
+
+def test_cli_fit_run_and_checkpoints(tmp_path, capsys):
+    import json
+
+    from bayescale.cli import main
+
+    path = tmp_path / "curves.csv"
+    curves(n_runs=8, n_ckpt=6).to_csv(path, index=False)
+    code = main(["fit", str(path), "--law", "chinchilla", "--run", "model", "--checkpoints", "logspaced:2",
+                 "--chains", "2", "--warmup", "300", "--draws", "300", "--no-progress", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["runs"] == 16
+    assert out["structure"]["run"] == "model" and out["structure"]["rows_given"] == 48
+    # every run ends at the same D: their final checkpoints cannot identify the D term
+    code = main(["fit", str(path), "--law", "chinchilla", "--run", "model", "--checkpoints", "final"])
+    assert code == 2 and "column 'D' is constant" in capsys.readouterr().err
+    code = main(["fit", str(path), "--law", "chinchilla", "--run", "nope"])
+    assert code == 2 and "run column 'nope' does not exist" in capsys.readouterr().err
+    code = main(["fit", str(path), "--law", "chinchilla", "--checkpoints", "final"])
+    assert code == 2 and "needs a run column" in capsys.readouterr().err

@@ -45,6 +45,7 @@ def register(subparsers) -> None:
         epilog=textwrap.dedent("""\
             examples:
               bayescale fit runs.csv --law chinchilla --out fit.nc
+              bayescale fit curves.csv --law chinchilla --run model --checkpoints logspaced:8
               bayescale fit runs.csv --law chinchilla --map loss=val_loss --map N=params
               bayescale fit runs.csv --formula "E + A / N**alpha" \\
                   --prior "E=LogNormal(0, 1)" --prior "A=LogNormal(5, 3)" --prior "alpha=Uniform(0.05, 1)"
@@ -64,6 +65,11 @@ def register(subparsers) -> None:
                        f"{k}: {v}" for k, v in NOISE_MODELS.items()) + ")")
     p.add_argument("--map", action="extend", nargs="+", default=[], metavar="NAME=COLUMN",
                    help="use a differently named column, e.g. --map loss=val_loss N=params")
+    p.add_argument("--run", metavar="COLUMN",
+                   help="column naming the training run of each row (rows = checkpoints of that run)")
+    p.add_argument("--group", metavar="COLUMNS", help="comma-separated columns of run groups (family, data mix, ...)")
+    p.add_argument("--checkpoints", default="all", metavar="all|final|logspaced:K",
+                   help="with --run: fit every checkpoint (default), each run's final one, or K log-spaced per run")
     p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
     p.add_argument("--warmup", type=int, default=1000, help="warm-up iterations per chain (default 1000)")
     p.add_argument("--draws", type=int, default=1000, help="draws per chain after warm-up (default 1000)")
@@ -224,7 +230,8 @@ def run_fit(args) -> int:
     result = fit(args.runs, args.law, formula=args.formula, priors=priors, card=args.card,
                  noise=args.noise, mapping=mapping, chains=args.chains, warmup=args.warmup,
                  draws=args.draws, seed=args.seed, target_accept=args.target_accept,
-                 max_tree_depth=args.max_tree_depth, progress=args.progress)
+                 max_tree_depth=args.max_tree_depth, progress=args.progress, run=args.run, group=args.group,
+                 checkpoints=args.checkpoints)
     wall = time.perf_counter() - t0
     if out is not None:
         result.save(out, force=args.force)

@@ -21,6 +21,14 @@ the predictive *mean* of the loss is infinite, which is why no
 ``extrapolation`` says how far a point lies beyond the fitted runs: the
 largest ratio of the point's inputs (and its compute, for laws with a cost)
 to the largest observed value; <= 1 means inside the observed range.
+
+When the fit carries a calibration (:func:`bayescale.calibrate`), a third,
+labelled band is added beside the other two, never replacing them: the
+**calibrated predictive band** -- ``cal_median``, ``cal_lower_<p>``,
+``cal_upper_<p>`` (and ``cal_p_below_target``), widened by what a compute
+rollout inside the fitted runs measured (see
+:mod:`bayescale.evidence.calibration`); its label, with the number of
+rollout runs it rests on, is in ``table.attrs["calibration"]``.
 """
 
 from __future__ import annotations
@@ -162,6 +170,8 @@ def predict(fit, grid, prob=(0.5, 0.9), *, target=None, weights=None, mapping=No
     if target is not None:
         out["p_below_target"] = np.clip(sum(c.cdf(np.full(len(out), float(target))) for c in comps), 0, 1)
         _check_target(mems, float(target))
+    if any(getattr(m.fit, "calibration", None) is not None for m in mems):
+        _add_calibrated(out, fit, grid_inputs, probs, target, weights)
     far = out["extrapolation"].to_numpy() > warn_beyond
     if far.any():
         warnings.warn(f"{int(far.sum())} of {len(out)} grid points lie more than {warn_beyond:g}x beyond "
@@ -169,6 +179,20 @@ def predict(fit, grid, prob=(0.5, 0.9), *, target=None, weights=None, mapping=No
                       f"bands rest on the law's form holding, not on data", ExtrapolationWarning,
                       stacklevel=2)
     return out
+
+
+def _add_calibrated(out, fit, grid_inputs, probs, target, weights) -> None:
+    """The calibrated predictive band as ``cal_*`` columns (beside the raw bands)."""
+    from .evidence.calibration import calibrated_forecast
+
+    forecast = calibrated_forecast(fit, pd.DataFrame(grid_inputs), probs, weights=weights)
+    out["cal_median"] = forecast.median
+    for p in probs:
+        lab = prob_label(p)
+        out[f"cal_lower_{lab}"], out[f"cal_upper_{lab}"] = forecast.intervals[p]
+    if target is not None:
+        out["cal_p_below_target"] = forecast.cdf(np.full(len(out), float(target)))
+    out.attrs["calibration"] = forecast.label
 
 
 def _check_target(mems, target: float) -> None:

@@ -56,6 +56,7 @@ class Fit:
     diagnostics: Diagnostics
     timings: dict = field(default_factory=dict)
     structure: object = None     # bayescale.evidence.structure.RunStructure: run/group columns, thinning
+    calibration: object = None   # bayescale.evidence.calibration.Calibration: the calibrated band's correction
 
     @cached_property
     def idata(self):
@@ -106,6 +107,8 @@ class Fit:
                 "inputs": list(self.runs.inputs), "response": self.runs.response}
         if self.structure is not None:
             meta["structure"] = self.structure.as_dict()
+        if self.calibration is not None:
+            meta["calibration"] = self.calibration.as_dict()
         tmp = path.with_name(path.name + ".tmp")
         azstats.save_netcdf(self.idata, tmp, {_META: json.dumps(meta), _CARD: self.law.text})
         tmp.replace(path)
@@ -160,8 +163,13 @@ def load_fit(path) -> Fit:
         from .evidence.structure import RunStructure
 
         structure = RunStructure.from_dict(meta["structure"])
+    calibration = None
+    if meta.get("calibration") is not None:
+        from .evidence.calibration import Calibration
+
+        calibration = Calibration.from_dict(meta["calibration"])
     fit = Fit(samples=samples, law=law, noise=meta["noise"], runs=runs, refs=meta["refs"],
               settings=meta["settings"], versions=meta["versions"], diagnostics=diagnostics,
-              timings=meta["timings"], structure=structure)
+              timings=meta["timings"], structure=structure, calibration=calibration)
     fit.__dict__["idata"] = idata   # keep the file's InferenceData (with its attributes)
     return fit

@@ -87,8 +87,31 @@ def independent_points(task, split, settings):
     return forecast, {"passed": fit.diagnostics.passed}
 
 
+def _calibrated(method):
+    def run(task, split, settings):
+        """The raw fit (run column recorded), calibrated on a compute rollout of its own training rows."""
+        from bayescale.evidence import calibrate, calibrated_forecast
+
+        if task.kind == "exponent":
+            return independent_points(task, split, settings)   # a loss calibration does not touch exponents
+        fit = _fit(task, split, settings, run=task.run)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = calibrate(fit, method=method)
+        forecast = calibrated_forecast(fit, split.targets, PROBS)
+        if task.kind == "thinning":   # the law band is the raw one; the band compared is the calibrated one
+            raw = posterior_forecast(fit, split.targets, PROBS)
+            forecast = type(forecast)(forecast.median, forecast.intervals, forecast.logpdf, raw.law_intervals,
+                                      forecast.label, forecast.info)
+        return forecast, {"passed": fit.diagnostics.passed, "n_calibration": fit.calibration.n}
+    run.__doc__ = f"compute rollout F = 2, 4 on the training rows, then a {method} calibration"
+    return run
+
+
 METHODS = {
     "independent points (today)": independent_points,
+    "calibrated: discrepancy": _calibrated("discrepancy"),
+    "calibrated: inflation": _calibrated("inflation"),
 }
 
 
@@ -191,6 +214,75 @@ def table_from_json(path) -> str:
     raise ValueError(f"no JSON results in {path}")
 
 
+# --------------------------------------------------------------------------- training side
+
+TRAINING_FACTORS = (2.0, 4.0, 8.0)
+
+
+def _calibrators():
+    from bayescale.evidence.calibration import DEFAULT_S1_PRIOR, RELATIVE_S1_PRIOR
+
+    return {"discrepancy (log)": {"method": "discrepancy", "distance": "log", "prior": DEFAULT_S1_PRIOR},
+            "discrepancy (relative)": {"method": "discrepancy", "distance": "relative", "prior": RELATIVE_S1_PRIOR},
+            "inflation": {"method": "inflation"}}
+
+
+def training_side(tasks, settings) -> dict:
+    """Choose a calibrator without the targets: on each split's *training rows*, a compute rollout at
+    F = 2, 4, 8; leave one window out, learn each calibrator from the other two, score the left-out
+    window's runs.  Pooled per task: coverage, width, lpd of the raw and each calibrated band."""
+    from dataclasses import replace
+
+    from bayescale.errors import BayescaleError
+    from bayescale.evidence import calibrated_forecast, rollout_compute
+    from bayescale.evidence.calibration import calibration_from_points, rollout_points
+
+    results = {}
+    for task in tasks:
+        if task.kind == "exponent":
+            continue
+        tables = {name: [] for name in ["raw", *_calibrators()]}
+        for split in task.splits[:1] if task.kind == "thinning" else task.splits:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    bt = rollout_compute(split.train, task.law, TRAINING_FACTORS, run=task.run, mapping=task.mapping,
+                                         progress=False, **settings)
+                except BayescaleError as exc:
+                    print(f"  {task.name} {split.label}: no rollout ({exc})", file=sys.stderr)
+                    continue
+            points = rollout_points(bt)
+            for i, (fit, inputs, y) in enumerate(points):
+                grid = pd.DataFrame(inputs)
+                tables["raw"].append(score(posterior_forecast(fit, grid, PROBS), y))
+                rest = [p for j, p in enumerate(points) if j != i]
+                for name, kw in _calibrators().items():
+                    try:
+                        cal = calibration_from_points(rest, **kw)
+                        forecast = calibrated_forecast(replace(fit, calibration=cal), grid, PROBS)
+                    except BayescaleError:
+                        forecast = posterior_forecast(fit, grid, PROBS)    # cannot calibrate: the raw band
+                    tables[name].append(score(forecast, y))
+        results[task.name] = {name: summarise(pd.concat(t, ignore_index=True)) for name, t in tables.items() if t}
+        print(f"[training side] {task.name}: " + "; ".join(
+            f"{k}: c50 {v['coverage_50']:.2f} c90 {v['coverage_90']:.2f} (n {v['n']}) lpd {v['mean_lpd']:.2f}"
+            for k, v in results[task.name].items()), file=sys.stderr, flush=True)
+    return results
+
+
+def training_markdown(results: dict) -> str:
+    names = list(dict.fromkeys(n for r in results.values() for n in r))
+    lines = ["training side (compute rollout F = 2, 4, 8 on each split's training rows, leave one window out); "
+             "cell = " + " / ".join(["ARE", "c50", "c90 (n)", "w90", "lpd"]),
+             "| calibrator | " + " | ".join(results) + " | mean lpd |", "|---|" + "---|" * (len(results) + 1)]
+    for name in names:
+        cells = [" / ".join(_cell(r[name])[k] for k in ["ARE", "c50", "c90 (n)", "w90", "lpd"]) if name in r else ""
+                 for r in results.values()]
+        lpds = [r[name]["mean_lpd"] for r in results.values() if name in r]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(lpds):.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 chains x 300 warm-up + 300 draws and task subsets")
@@ -198,6 +290,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=None, help="comma-separated method names (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write every per-target score to this JSON file")
+    ap.add_argument("--training-side", action="store_true",
+                    help="score the calibrators on rollouts inside the training rows only (how one is chosen)")
     ap.add_argument("--table", default=None, metavar="OUT", help="re-render the table from a saved run's stdout")
     args = ap.parse_args(argv)
     if args.table:
@@ -209,6 +303,14 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown methods {unknown}; methods are {list(METHODS)}")
     tasks = protocols.all_tasks(quick=args.quick, only=args.tasks.split(",") if args.tasks else None)
+    if args.training_side:
+        t0 = time.perf_counter()
+        res = training_side(tasks, settings)
+        print(f"training side ({'quick' if args.quick else 'full'}; settings {settings}; "
+              f"{time.perf_counter() - t0:.0f} s)")
+        print(training_markdown(res))
+        print(json.dumps({"settings": settings, "training_side": res}))
+        return 0
     results, tables, t_all = {}, {}, time.perf_counter()
     for name in names:
         results[name] = {}

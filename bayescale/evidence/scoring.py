@@ -40,7 +40,8 @@ class Forecast:
 
     ``intervals`` maps a probability (0.5, 0.9) to ``(lower, upper)`` arrays;
     ``logpdf(y)`` returns the log predictive density of values ``y`` (one
-    per target); ``law_intervals`` (optional) is the law band (parameter
+    per target), ``cdf(y)`` (optional) their predictive probability
+    ``P(Y <= y)``; ``law_intervals`` (optional) is the law band (parameter
     uncertainty only) in the same form; ``label`` names the band.
     """
 
@@ -50,6 +51,7 @@ class Forecast:
     law_intervals: dict | None = None
     label: str = "posterior predictive"
     info: dict = field(default_factory=dict)
+    cdf: Callable | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         n = len(self.median)

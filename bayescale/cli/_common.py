@@ -162,6 +162,9 @@ def fit_report(fit, wall_s: float | None = None, **extra) -> dict:
     }
     if fit.structure is not None:
         report["structure"] = {k: v for k, v in fit.structure.as_dict().items() if k != "run_ids"}
+    if fit.calibration is not None:
+        report["calibration"] = {k: v for k, v in fit.calibration.as_dict().items()
+                                 if k not in ("s1_grid", "s1_weights")}
     report.update(extra)
     return report
 
@@ -191,6 +194,11 @@ def fit_text(fit, wall_s: float | None = None) -> str:
         "",
         str(fit.diagnostics),
     ]
+    if fit.calibration is not None:
+        c = fit.calibration
+        lines += ["", f"{c.label}", f"  from {c.source}; raw 50%/90% predictive coverage of those runs "
+                  f"{c.raw_coverage.get(0.5, float('nan')):.2f}/{c.raw_coverage.get(0.9, float('nan')):.2f}"]
+        lines += [f"  note: {n}" for n in c.notes]
     t = fit.timings or {}
     wall = wall_s if wall_s is not None else t.get("total_s")
     if wall is not None:

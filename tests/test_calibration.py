@@ -169,6 +169,12 @@ def test_calibrate_end_to_end_predict_and_save(fit, tmp_path):
     assert table.attrs["calibration"] == c.label
     assert (table["cal_upper_90"] >= table["pred_upper_90"] * (1 - 1e-3)).all()
     assert "cal_median" not in bayescale.predict(fit, {"N": [3e9], "D": [3e11]}, warn_beyond=100).columns
+    alloc = bayescale.optimal(cal, [1e21, 1e22])
+    summary = alloc.summary()
+    assert alloc.calibration == c.label and alloc.loss_calibrated.shape == alloc.loss.shape
+    assert (summary["loss_cal_upper_90"] - summary["loss_cal_lower_90"]
+            >= summary["loss_upper_90"] - summary["loss_lower_90"]).all()
+    assert bayescale.optimal(fit, [1e21]).loss_calibrated is None
     back = bayescale.load_fit(cal.save(tmp_path / "cal.nc"))
     assert back.calibration == c
     np.testing.assert_allclose(bayescale.predict(back, {"N": [3e9], "D": [3e11]}, warn_beyond=100)["cal_upper_90"],

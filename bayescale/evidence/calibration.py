@@ -73,6 +73,7 @@ MIN_CONFORMAL, MIN_SHRINK = 9, 20
 _METHODS = ("discrepancy", "inflation")
 _S1_GRID = np.geomspace(1e-4, 1.0, 161)
 _CONFORMAL_LEVEL = 0.9
+_LIKELIHOOD_DRAWS = 200      # draws per rollout fit in the likelihood of s1 (161 grid values)
 
 
 def _lambda_nodes(noise: str, n: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +274,7 @@ def rollout_points(rollout) -> list[tuple]:
 def _s1_log_likelihood(points, grid, distance: str = "log") -> tuple[np.ndarray, int]:
     total, n = np.zeros(len(grid)), 0
     for fit, inputs, y in points:
-        d = _Draws(fit, inputs)
+        d = _Draws(fit, inputs, max_draws=_LIKELIHOOD_DRAWS)
         dist = extrapolation_distance(fit, inputs, distance)
         g, _, inside = apply_link(fit.noise, y)
         if not inside.all():

@@ -298,7 +298,7 @@ def _calibrated_loss(mems, parts, n_budgets):
         return None, None
     from scipy.special import ndtri
 
-    from .evidence.calibration import extrapolation_distance
+    from .evidence.calibration import _tau_per_draw, extrapolation_distance
 
     out = []
     for m, cal, N, D, loss in zip(mems, cals, parts["N"], parts["D"], parts["loss"]):
@@ -312,12 +312,9 @@ def _calibrated_loss(mems, parts, n_budgets):
         if "M" in m.fit.law.input_names:
             grid = {"N": grid["N"], "M": grid["D"] / grid["N"]}
         dist = extrapolation_distance(m.fit, grid, cal.distance).reshape(S, n_budgets)
-        rng = np.random.default_rng(0)
-        u = (np.arange(S) + 0.5) / S
-        cw = np.cumsum(cal.s1_weights)
-        s1 = np.asarray(cal.s1_grid)[np.minimum(np.searchsorted(cw, rng.permutation(u)), len(cw) - 1)]
-        z = ndtri(rng.permutation(u))
-        out.append(np.exp(log_l + (s1 * z)[:, None] * dist))
+        tau = _tau_per_draw(cal, dist)
+        z = ndtri(np.random.default_rng(1).permutation((np.arange(S) + 0.5) / S))
+        out.append(np.exp(log_l + z[:, None] * tau))
     label = cals[0].label if len(cals) == 1 else "calibrated discrepancy of each fit"
     return np.concatenate(out), label
 

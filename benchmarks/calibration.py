@@ -87,7 +87,7 @@ def independent_points(task, split, settings):
     return forecast, {"passed": fit.diagnostics.passed}
 
 
-def _calibrated(method):
+def _calibrated(method, **options):
     def run(task, split, settings):
         """The raw fit (run column recorded), calibrated on a compute rollout of its own training rows."""
         from bayescale.evidence import calibrate, calibrated_forecast
@@ -97,21 +97,23 @@ def _calibrated(method):
         fit = _fit(task, split, settings, run=task.run)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = calibrate(fit, method=method)
-        forecast = calibrated_forecast(fit, split.targets, PROBS)
+            fit = calibrate(fit, method=method, **options)
+        # the targets' own run labels: a target that continues a training run (T2b) gets no new-run offset
+        forecast = calibrated_forecast(fit, split.targets, PROBS, runs=split.extra.get("models"))
         if task.kind == "thinning":   # the law band is the raw one; the band compared is the calibrated one
             raw = posterior_forecast(fit, split.targets, PROBS)
             forecast = type(forecast)(forecast.median, forecast.intervals, forecast.logpdf, raw.law_intervals,
                                       forecast.label, forecast.info)
         return forecast, {"passed": fit.diagnostics.passed, "n_calibration": fit.calibration.n}
-    run.__doc__ = f"compute rollout F = 2, 4 on the training rows, then a {method} calibration"
+    run.__doc__ = f"compute rollout F = 2, 4 on the training rows, then a {method} calibration {options}"
     return run
 
 
 METHODS = {
     "independent points (today)": independent_points,
-    "calibrated: discrepancy": _calibrated("discrepancy"),
+    "calibrated: rollout discrepancy": _calibrated("discrepancy", new_run_offsets=False),
     "calibrated: inflation": _calibrated("inflation"),
+    "calibrated: rollout discrepancy + new-run offset (default)": _calibrated("discrepancy"),
 }
 
 
@@ -206,12 +208,19 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def table_from_json(path) -> str:
-    """Re-render the table from the JSON line a previous run printed (no refitting)."""
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("{"):
-            return markdown(json.loads(line)["results"])
-    raise ValueError(f"no JSON results in {path}")
+RENAMED = {"calibrated: discrepancy": "calibrated: rollout discrepancy"}   # a row's earlier name
+
+
+def table_from_json(paths) -> str:
+    """Re-render the table from the JSON lines earlier runs printed (no refitting), rows merged in order."""
+    results = {}
+    for path in str(paths).split(","):
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.startswith("{")]
+        if not lines:
+            raise ValueError(f"no JSON results in {path}")
+        for name, row in json.loads(lines[-1])["results"].items():
+            results.setdefault(RENAMED.get(name, name), {}).update(row)
+    return markdown(results)
 
 
 # --------------------------------------------------------------------------- training side
@@ -292,7 +301,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write every per-target score to this JSON file")
     ap.add_argument("--training-side", action="store_true",
                     help="score the calibrators on rollouts inside the training rows only (how one is chosen)")
-    ap.add_argument("--table", default=None, metavar="OUT", help="re-render the table from a saved run's stdout")
+    ap.add_argument("--table", default=None, metavar="OUT", help="re-render the table from saved runs' stdout (comma-separated files, rows merged)")
     args = ap.parse_args(argv)
     if args.table:
         print(table_from_json(args.table))

@@ -9,7 +9,10 @@ calibration protocol scores a loss prediction on these data (T3 scores the compu
 exponent, which the calibration does not touch), so a prior learned here is not tuned on any
 scored target.  For each setup: a compute rollout of the Chinchilla law at F = 2 and 4 (the
 defaults of ``bayescale.calibrate``), then the likelihood of s1 on the calibration grid under a
-flat prior on log s1, for each distance scale ("log", "relative").  The prior is a LogNormal
+flat prior on log s1, for each distance scale ("log", "relative").  The prior on s0 (a new run's
+offset from the law, used for fits of checkpoints) is a LogNormal over the setups' fitted noise
+scales of the full Chinchilla fit (each isoFLOP point is a separate run, so the noise scale there
+*is* the scatter of new runs around the law), with scale their sd over setups floored at 0.75.  The prior is a LogNormal
 whose location is the mean over setups of the per-setup posterior median of log s1 and whose
 scale is their sd over setups plus the mean within-setup sd (between- and within-setup
 uncertainty), floored at 0.75 so that a user's rollout can move it.
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import protocols  # noqa: E402
 
+import bayescale  # noqa: E402
 from bayescale.evidence import rollout_compute  # noqa: E402
 from bayescale.evidence.calibration import DEFAULT_FACTORS, rollout_points, s1_log_likelihood  # noqa: E402
 
@@ -43,10 +47,13 @@ def main(argv=None) -> int:
     settings = {"chains": 2, "warmup": 300, "draws": 300} if args.quick else {}
     task = protocols.task_t3()
     per_setup = {"log": [], "relative": []}
+    sigmas = []
     for split in task.splits:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             bt = rollout_compute(split.train, "chinchilla", DEFAULT_FACTORS, **settings)
+            full = bayescale.fit(split.train, law="chinchilla", progress=False, **settings)
+        sigmas.append(float(np.median(full.draws("sigma"))))
         points = rollout_points(bt)
         n = sum(len(y) for _, _, y in points)
         for scale in per_setup:
@@ -69,6 +76,11 @@ def main(argv=None) -> int:
                       "between_sd": float(logs.std(ddof=1)), "within_sd": within, "setups": rows}
         print(f"{scale}: s1 medians over setups {np.round(np.exp(np.sort(logs)), 4).tolist()}")
         print(f"{scale}: prior {out[scale]['prior']} (median {np.exp(loc):.4f})")
+    logs = np.log(sigmas)
+    out["s0"] = {"prior": f"LogNormal({logs.mean():.2f}, {max(0.75, float(logs.std(ddof=1))):.2f})",
+                 "sigmas": sigmas}
+    print(f"s0: noise scale of the full fit per setup {np.round(np.sort(sigmas), 4).tolist()}")
+    print(f"s0: prior {out['s0']['prior']} (median {np.exp(logs.mean()):.4f})")
     print(json.dumps(out))
     return 0
 

@@ -193,3 +193,71 @@ def test_calibration_errors(fit):
     with pytest.raises(BayescaleError, match="distance scale must be"):
         extrapolation_distance(fit, {"N": np.array([1e9]), "D": np.array([1e11])}, "far")
     assert math.isclose(float(extrapolation_distance(fit, {"N": np.array([8e8]), "D": np.array([8e10])})[0]), 0.0)
+
+
+def offset_curves(n_runs: int = 12, sd: float = 0.02, seed: int = 3) -> pd.DataFrame:
+    """Runs of a Chinchilla law, each shifted by its own offset ~ Normal(0, sd) on log loss."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r, N in enumerate(np.geomspace(2e7, 8e8, n_runs)):
+        b = sd * rng.standard_normal()
+        for D in np.geomspace(2e9, 8e10, 8):
+            loss = (1.8 + 480 / N**0.34 + 2000 / D**0.36) * np.exp(b + 0.002 * rng.standard_normal())
+            rows.append({"model": f"m{r}", "N": N, "D": D, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_new_run_offset_sd_is_learned_from_the_runs():
+    """12 runs with offsets of sd 2%: the s0 posterior (9 degrees of freedom) must bracket 0.02 within
+    its 90% interval; the fit's noise scale has absorbed those offsets (every row counts as a run), so
+    nearly all of s0 is carried already and a new run's band is barely wider than a continuation's."""
+    from bayescale.evidence.calibration import learn_offset_sd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayescale.fit(offset_curves(), law="chinchilla", run="model", **SMALL)
+    grid, w, n, carried = learn_offset_sd(fit)
+    assert n == 12 and 0.01 < carried < 0.03
+    cw = np.cumsum(w)
+    lo, hi = np.interp([0.05, 0.95], cw - 0.5 * w, grid)
+    assert lo < 0.02 < hi and hi / lo < 4
+    cal = replace(point_mass(1e-4), s0_prior="test", s0_grid=tuple(grid), s0_weights=tuple(w), n_offsets=n,
+                  s0_carried=carried)
+    at = pd.DataFrame({"N": [8e8], "D": [8e10]})
+    new = np.diff(calibrated_forecast(replace(fit, calibration=cal), at).intervals[0.9], axis=0)[0, 0]
+    same = np.diff(calibrated_forecast(replace(fit, calibration=cal), at, runs=["m11"]).intervals[0.9],
+                   axis=0)[0, 0]
+    assert same <= new < 1.5 * same
+    assert "new run's offset sd" in cal.label and "from 12 runs" in cal.label
+
+
+def test_two_runs_carry_no_offset_evidence_so_the_prior_widens_new_runs():
+    """Two runs: the law fits both runs' offsets exactly, so s0 is its prior and none of it is carried by
+    the noise; a new run's band is then much wider than a continuation of a training run's."""
+    from bayescale.evidence.calibration import DEFAULT_S0_PRIOR, learn_offset_sd
+
+    data = offset_curves(n_runs=12)
+    data = data[data["model"].isin(["m3", "m9"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayescale.fit(data, law="chinchilla", run="model", **SMALL)
+    grid, w, n, carried = learn_offset_sd(fit)
+    assert n == 2 and carried < 0.002
+    cal = replace(point_mass(1e-4), s0_prior=DEFAULT_S0_PRIOR, s0_grid=tuple(grid), s0_weights=tuple(w),
+                  n_offsets=n, s0_carried=carried)
+    n9 = float(data.loc[data["model"] == "m9", "N"].iloc[0])
+    table = bayescale.predict(replace(fit, calibration=cal), {"N": [n9, n9], "D": [1.6e11, 1.6e11],
+                                                               "model": ["m9", "new"]})
+    widths = (table["cal_upper_90"] - table["cal_lower_90"]).to_numpy()
+    assert widths[1] > 3 * widths[0]
+
+
+def test_no_offset_term_without_checkpoints():
+    from bayescale.evidence.calibration import learn_offset_sd
+
+    finals = offset_curves().groupby("model").tail(1).copy()
+    finals["D"] = np.geomspace(2e9, 8e10, len(finals))          # final-loss data: D must vary
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayescale.fit(finals, law="chinchilla", run="model", **SMALL)
+    assert fit.structure.max_checkpoints == 1 and learn_offset_sd(fit) is None

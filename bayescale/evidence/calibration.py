@@ -64,6 +64,10 @@ __all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S1_PRIOR", "MAX_DRAWS", "c
 DEFAULT_S1_PRIOR = "LogNormal(-4.43, 2.59)"
 #: The same for distances measured in units of the runs' span (``distance="relative"``).
 RELATIVE_S1_PRIOR = "LogNormal(-3.0, 3.27)"
+#: Prior on s0, the sd of a *new* run's offset from the law (log loss) when the fit saw checkpoints of
+#: its runs (their noise scale then measures the scatter within a run only).  From the noise scale of
+#: Chinchilla fits to Porian et al.'s final-loss runs (benchmarks/s1_prior.py).
+DEFAULT_S0_PRIOR = "LogNormal(-3.4, 0.75)"
 #: Compute-rollout factors used by :func:`calibrate` by default.
 DEFAULT_FACTORS = (2.0, 4.0)
 #: Posterior draws used for the calibrated band (evenly thinned).
@@ -101,6 +105,11 @@ class Calibration:
     k: float | None = None
     k_conformal: float | None = None
     distance: str = "log"
+    s0_prior: str | None = None
+    s0_grid: tuple | None = None
+    s0_weights: tuple | None = None
+    n_offsets: int | None = None
+    s0_carried: float = 0.0
     raw_coverage: dict = field(default_factory=dict)
     source: str = ""
     notes: tuple = ()
@@ -111,12 +120,22 @@ class Calibration:
         cw = np.cumsum(self.s1_weights)
         return np.interp(probs, cw - 0.5 * np.asarray(self.s1_weights), self.s1_grid)
 
+    def s0_quantiles(self, probs=(0.05, 0.5, 0.95)) -> np.ndarray | None:
+        if self.s0_grid is None:
+            return None
+        cw = np.cumsum(self.s0_weights)
+        return np.interp(probs, cw - 0.5 * np.asarray(self.s0_weights), self.s0_grid)
+
     @property
     def label(self) -> str:
         if self.method == "discrepancy":
             lo, med, hi = self.s1_quantiles()
             d = "log(extrapolation)" if self.distance == "log" else "relative extrapolation distance"
             what = f"discrepancy sd = s1 * {d}, s1 {med:.3g} [{lo:.3g}, {hi:.3g}]"
+            if self.s0_grid is not None:
+                lo0, med0, hi0 = self.s0_quantiles()
+                what += (f"; a new run's offset sd {med0:.3g} [{lo0:.3g}, {hi0:.3g}] from {self.n_offsets} "
+                         "runs' offsets")
         else:
             what = f"inflation k = {self.k:.3g}" + (f" (conformal {self.k_conformal:.3g})"
                                                      if self.k_conformal not in (None, self.k) else "")
@@ -131,12 +150,21 @@ class Calibration:
             d["s1_grid"] = [float(v) for v in self.s1_grid]
             d["s1_weights"] = [float(v) for v in self.s1_weights]
             d["s1_median"] = float(self.s1_quantiles([0.5])[0])
+        if self.s0_grid is not None:
+            d.update(s0_prior=self.s0_prior, s0_grid=[float(v) for v in self.s0_grid],
+                     s0_weights=[float(v) for v in self.s0_weights], n_offsets=self.n_offsets,
+                     s0_carried=self.s0_carried,
+                     s0_median=float(self.s0_quantiles([0.5])[0]))
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
         grid = d.get("s1_grid")
-        return cls(method=d["method"], n=int(d["n"]), factors=tuple(d.get("factors", ())), prior=d.get("prior"),
+        g0 = d.get("s0_grid")
+        return cls(s0_prior=d.get("s0_prior"), s0_grid=None if g0 is None else tuple(g0),
+                   s0_weights=None if g0 is None else tuple(d["s0_weights"]), n_offsets=d.get("n_offsets"),
+                   s0_carried=float(d.get("s0_carried", 0.0)),
+                   method=d["method"], n=int(d["n"]), factors=tuple(d.get("factors", ())), prior=d.get("prior"),
                    s1_grid=None if grid is None else tuple(grid),
                    s1_weights=None if grid is None else tuple(d["s1_weights"]), k=d.get("k"),
                    k_conformal=d.get("k_conformal"), distance=d.get("distance", "log"),
@@ -362,8 +390,61 @@ def calibration_from_points(points, method: str = "discrepancy", prior: str | No
                        source=source, notes=tuple(notes))
 
 
+def _run_offsets(fit) -> tuple[np.ndarray, float, float] | None:
+    """Per training run: the mean of its link-scale residuals from the posterior median law; the mean
+    within-run variance of such a mean; and the between-run sd the fit's noise already carries
+    (robust: the residuals' scale minus their scale within runs, in quadrature).  None without
+    checkpoints (one row per run)."""
+    st = fit.structure
+    if st is None or st.run_ids is None or (st.max_checkpoints or 1) <= 1:
+        return None
+    from ..noise import noise_location
+
+    params = {k: np.median(fit.draws(k)) for k in fit.var_names}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loc = np.asarray(noise_location(fit.noise, fit.law, params, fit.runs.input_arrays(), xp="numpy"), float)
+    g = apply_link(fit.noise, fit.runs.response_array())[0]
+    e = pd.Series(g - loc)
+    ids = np.asarray(st.run_ids)
+    resid = e.groupby(ids).agg(["mean", "size"])
+    scale = float(params["sigma"]) * (fit.refs["loss_ref"] if link(fit.noise) == "identity" else 1.0)
+
+    def robust(x):
+        x = np.asarray(x, float)
+        return float(np.median(np.abs(x - np.median(x))) / 0.6745)
+
+    within = robust(e - e.groupby(ids).transform("mean"))
+    carried = math.sqrt(max(robust(e) ** 2 - within ** 2, 0.0))
+    return resid["mean"].to_numpy(), float(np.mean(scale ** 2 / resid["size"].to_numpy())), carried
+
+
+def _absorbed(fit) -> int:
+    """How many runs' offsets the law can fit exactly: its level and N term (3), or its level (1)."""
+    return 3 if any(spec.kind == "parameters" for spec in fit.law.inputs) else 1
+
+
+def learn_offset_sd(fit, prior: str | None = None):
+    """Posterior of s0 on a grid (``(grid, weights, n_runs, carried)``) or None without checkpoint data.
+
+    With R runs the law absorbs ``_absorbed`` of their offsets, so ``sum b_r^2`` is
+    ``(s0^2 + v) chi^2_{R - k}`` (REML-style); with R <= k the data say nothing and the prior stands.
+    """
+    got = _run_offsets(fit)
+    if got is None:
+        return None
+    b, v, carried = got
+    dof = max(len(b) - _absorbed(fit), 0)
+    grid = _S1_GRID
+    var = grid ** 2 + v
+    loglik = -0.5 * dof * np.log(var) - 0.5 * float(np.sum(b ** 2)) / var if dof else np.zeros(len(grid))
+    logpost = _prior_log_density(prior or DEFAULT_S0_PRIOR, grid) + loglik
+    w = np.exp(logpost - logpost.max())
+    return grid, w / w.sum(), len(b), carried
+
+
 def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prior: str | None = None,
-              distance: str = "log", chains: int | None = None, warmup: int | None = None, draws: int | None = None,
+              distance: str = "log", new_run_offsets: bool = True, s0_prior: str | None = None,
+              chains: int | None = None, warmup: int | None = None, draws: int | None = None,
               progress: bool = False):
     """Run a compute rollout on ``fit``'s own rows and return the fit with its calibration attached.
 
@@ -371,6 +452,18 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
     sampler settings) on ``C < C_max / F`` for each factor; with a run column
     recorded in ``fit.structure`` it scores each truncated run's final
     checkpoint.  The returned fit is ``fit`` with ``calibration`` set.
+
+    With checkpoint data (a run column with several rows per run), the fit's
+    noise scale measures the scatter *within* a run, not between runs, so a
+    new run's predictive also gets an offset ``Normal(0, s0)``
+    (``new_run_offsets``): s0's posterior from the training runs' mean
+    residuals (``R - 3`` degrees of freedom for a law in N: the law fits any
+    three runs' offsets exactly) and a prior (:data:`DEFAULT_S0_PRIOR`); only
+    the part of s0 that the noise scale does not already carry is added (with
+    many runs whose offsets the law cannot absorb, the noise scale has grown
+    to include them).
+    Points of a training run (``runs=`` in :func:`calibrated_forecast` naming
+    it) continue that run and get no offset.
     """
     from ..result import Fit
     from .rollout import rollout_compute
@@ -397,28 +490,68 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
               + ", ".join(f"{f:g}" for f in sorted(set(np.atleast_1d(factors).tolist()))))
     cal = calibration_from_rollout(roll, method=method, prior=prior, source=source, distance=distance)
     cal = replace(cal, notes=cal.notes + tuple(roll.notes))
+    offsets = learn_offset_sd(fit, s0_prior) if method == "discrepancy" and new_run_offsets else None
+    if offsets is not None:
+        g0, w0, n_runs, carried = offsets
+        cal = replace(cal, s0_prior=s0_prior or DEFAULT_S0_PRIOR, s0_grid=tuple(g0), s0_weights=tuple(w0),
+                      n_offsets=n_runs, s0_carried=carried)
     return replace(fit, calibration=cal, timings={**fit.timings, "calibration_s": time.perf_counter() - t0})
 
 
 # --------------------------------------------------------------------------- applying
 
 
-def _member_taus(cal: Calibration, d: _Draws, dist: np.ndarray, rng_seed: int = 0):
-    """Discrepancy sd per (draw, point): s1 drawn from its posterior (stratified, fixed permutation)."""
+def _stratified(grid, weights, S: int, rng) -> np.ndarray:
+    """S draws from a discrete posterior on a grid: stratified quantiles in a random order."""
+    u = (np.arange(S) + 0.5) / S
+    idx = np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
+    return rng.permutation(np.asarray(grid)[idx])
+
+
+def _member_taus(cal: Calibration, S: int, dist: np.ndarray, new_run: np.ndarray | None = None,
+                 rng_seed: int = 0) -> np.ndarray:
+    """Discrepancy sd per (draw, point): s1 (and s0 for new runs) drawn from their posteriors."""
     if cal.method != "discrepancy":
         return np.zeros((1, len(dist)))
-    S = d.loc.shape[0]
-    u = (np.arange(S) + 0.5) / S
-    cw = np.cumsum(cal.s1_weights)
-    idx = np.minimum(np.searchsorted(cw, u), len(cw) - 1)
-    s1 = np.asarray(cal.s1_grid)[idx]
-    s1 = np.random.default_rng(rng_seed).permutation(s1)
-    return s1[:, None] * dist[None, :]
+    rng = np.random.default_rng(rng_seed)
+    s1 = _stratified(cal.s1_grid, cal.s1_weights, S, rng)
+    tau2 = (s1[:, None] * dist[None, :]) ** 2
+    if cal.s0_grid is not None:
+        s0 = _stratified(cal.s0_grid, cal.s0_weights, S, rng)
+        new = np.ones(len(dist), bool) if new_run is None else np.asarray(new_run, bool)
+        tau2 = tau2 + np.maximum(s0 ** 2 - cal.s0_carried ** 2, 0.0)[:, None] * new[None, :]
+    return np.sqrt(tau2)
 
 
-def calibrated_forecast(fit, grid, prob=(0.5, 0.9), weights=None):
+def _tau_per_draw(cal: Calibration, dist: np.ndarray, rng_seed: int = 0) -> np.ndarray:
+    """Discrepancy sd (S, B) for per-draw distances ``dist`` (S, B) of new runs (the optimum of a budget)."""
+    rng = np.random.default_rng(rng_seed)
+    S = dist.shape[0]
+    s1 = _stratified(cal.s1_grid, cal.s1_weights, S, rng)
+    tau2 = (s1[:, None] * dist) ** 2
+    if cal.s0_grid is not None:
+        s0 = _stratified(cal.s0_grid, cal.s0_weights, S, rng)
+        tau2 = tau2 + np.maximum(s0 ** 2 - cal.s0_carried ** 2, 0.0)[:, None]
+    return np.sqrt(tau2)
+
+
+def _new_runs(fit, runs, n: int) -> np.ndarray | None:
+    """True where a grid point is a new run (not one of the fit's training runs)."""
+    if runs is None:
+        return None
+    runs = np.asarray(runs).astype(str).reshape(-1)
+    if len(runs) != n:
+        raise BayescaleError(f"runs= has {len(runs)} labels for {n} grid points")
+    known = set() if fit.structure is None or fit.structure.run_ids is None else set(fit.structure.run_ids)
+    return ~np.isin(runs, list(known))
+
+
+def calibrated_forecast(fit, grid, prob=(0.5, 0.9), weights=None, runs=None):
     """The calibrated predictive of ``fit`` (or fits, stacked) at ``grid`` as a
-    :class:`~bayescale.evidence.scoring.Forecast`; raises if no member is calibrated."""
+    :class:`~bayescale.evidence.scoring.Forecast`; raises if no member is calibrated.
+
+    ``runs``: optional run label per grid point; a label of a training run
+    marks the point as a continuation of that run (no new-run offset)."""
     from ..mixture import members
     from ..runs import prepare_grid
     from .scoring import Forecast
@@ -450,7 +583,9 @@ def calibrated_forecast(fit, grid, prob=(0.5, 0.9), weights=None):
         d = _Draws(m.fit, {k: grid_inputs[k] for k in m.fit.law.input_names}, m.weight)
         draws.append(d)
         cal = m.fit.calibration
-        taus.append(_member_taus(cal, d, extrapolation_distance(m.fit, grid_inputs, cal.distance)))
+        n_grid = len(next(iter(grid_inputs.values())))
+        taus.append(_member_taus(cal, d.loc.shape[0], extrapolation_distance(m.fit, grid_inputs, cal.distance),
+                                 _new_runs(m.fit, runs, n_grid)))
     q = _inverse_link(kind, _quantiles(draws, taus, levels))
     intervals = {p: (q[1 + 2 * i], q[2 + 2 * i]) for i, p in enumerate(probs)}
     noise = mems[0].fit.noise

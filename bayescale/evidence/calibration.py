@@ -61,13 +61,13 @@ __all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S1_PRIOR", "MAX_DRAWS", "c
 
 #: Prior on s1 (the discrepancy's sd per unit of log extrapolation factor, on log loss).
 #: Learned from public data that no calibration protocol scores: see benchmarks/s1_prior.py.
-DEFAULT_S1_PRIOR = "LogNormal(-4.43, 2.59)"
+DEFAULT_S1_PRIOR = "LogNormal(-4.40, 2.57)"
 #: The same for distances measured in units of the runs' span (``distance="relative"``).
-RELATIVE_S1_PRIOR = "LogNormal(-3.0, 3.27)"
+RELATIVE_S1_PRIOR = "LogNormal(-2.98, 3.25)"
 #: Prior on s0, the sd of a *new* run's offset from the law (log loss) when the fit saw checkpoints of
 #: its runs (their noise scale then measures the scatter within a run only).  From the noise scale of
 #: Chinchilla fits to Porian et al.'s final-loss runs (benchmarks/s1_prior.py).
-DEFAULT_S0_PRIOR = "LogNormal(-3.4, 0.75)"
+DEFAULT_S0_PRIOR = "LogNormal(-3.48, 0.75)"
 #: Compute-rollout factors used by :func:`calibrate` by default.
 DEFAULT_FACTORS = (2.0, 4.0)
 #: Posterior draws used for the calibrated band (evenly thinned).

@@ -13,6 +13,7 @@ from .cards import Law, law_from_file, law_from_formula, list_laws, load_law, wi
 from .compare import Comparison, compare, stacking_weights  # noqa: E402
 from .decision import Choice, PlanRegret, choose_allocation, compute_for_loss, plan_regret  # noqa: E402
 from .diagnostics import Diagnostics  # noqa: E402
+from .evidence import Calibration, calibrate, rollout_compute  # noqa: E402
 from .errors import (  # noqa: E402
     BayescaleError, CacheWarning, CardError, ConvergenceWarning, DataError, DataWarning, ExtrapolationWarning,
     FitFileError, FitRetried, FormulaError, PriorError,
@@ -27,11 +28,12 @@ from .result import Fit, load_fit  # noqa: E402
 from .runs import Runs, prepare_runs  # noqa: E402
 
 __all__ = [
-    "Allocation", "Backtest", "BayescaleError", "CacheWarning", "CardError", "Choice", "Comparison",
-    "ConvergenceWarning", "DataError", "DataWarning", "Diagnostics", "ExtrapolationWarning", "Fit",
+    "Allocation", "Backtest", "BayescaleError", "CacheWarning", "Calibration", "CardError", "Choice",
+    "Comparison", "ConvergenceWarning", "DataError", "DataWarning", "Diagnostics", "ExtrapolationWarning", "Fit",
     "FitFileError", "FitRetried", "FormulaError", "Law", "NOISE_MODELS", "PlanRegret", "PriorError", "Runs",
-    "backtest", "choose_allocation", "compare", "compute_for_loss", "fit", "law_from_file",
-    "law_from_formula", "list_laws", "load_fit", "load_law", "make_model", "optimal", "plan_regret",
-    "predict", "prepare_runs", "prior_sensitivity", "rollout", "Sensitivity", "stacking_weights", "with_priors",
+    "Sensitivity", "backtest", "calibrate", "choose_allocation", "compare", "compute_for_loss", "fit",
+    "law_from_file", "law_from_formula", "list_laws", "load_fit", "load_law", "make_model", "optimal",
+    "plan_regret", "predict", "prepare_runs", "prior_sensitivity", "rollout", "rollout_compute",
+    "stacking_weights", "with_priors",
 ]
 __version__ = "0.1.0"

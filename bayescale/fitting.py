@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from dataclasses import replace
 from importlib import metadata
 
 import numpy as np
@@ -154,7 +155,8 @@ def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool):
 def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, mapping=None,
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
-        reference: dict | None = None, retry: bool = True, progress: bool | None = None) -> Fit:
+        reference: dict | None = None, retry: bool = True, progress: bool | None = None, run=None, group=None,
+        checkpoints: str = "all") -> Fit:
     """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
 
     ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
@@ -173,6 +175,11 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     ``retry=False`` turns that off.
     ``progress``: on stderr, a bar with an ETA on a terminal and plain log lines
     otherwise (default); ``False`` silences it.
+    ``run``: the column naming the training run
+    of each row (checkpoints of one run), ``group``: column(s) of run groups,
+    ``checkpoints``: ``"all"``, ``"final"`` or ``"logspaced:K"`` per run
+    (see :mod:`bayescale.evidence.structure`; validated and thinned before
+    the fit, recorded in ``fit.structure``).
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
@@ -186,7 +193,15 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     max_tree_depth = check_int("max_tree_depth", max_tree_depth, 2, 15)
     if not (isinstance(target_accept, (int, float)) and 0 < target_accept < 1):
         raise BayescaleError(f"target_accept must be in (0, 1), got {target_accept!r}")
-    table = prepare_runs(runs, law, mapping=mapping, noise=noise)
+    structure = None
+    if run is not None or group is not None or checkpoints != "all":
+        from .evidence.structure import apply_structure
+
+        frame, structure, source = apply_structure(runs, law, mapping=mapping, run=run, group=group,
+                                                   checkpoints=checkpoints)
+        table = replace(prepare_runs(frame, law, noise=noise), source=source)
+    else:
+        table = prepare_runs(runs, law, mapping=mapping, noise=noise)
 
     inputs = table.input_arrays()
     loss = table.response_array()
@@ -218,7 +233,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
     timings = {"init_s": t_init, **t_run, "total_s": time.perf_counter() - t0}
     result = Fit(samples=samples, law=law, noise=noise, runs=table, refs=refs, settings=settings,
-                 versions=_versions(), diagnostics=diagnostics, timings=timings)
+                 versions=_versions(), diagnostics=diagnostics, timings=timings, structure=structure)
     if not diagnostics.passed:
         warnings.warn(f"fit of {law.name!r} failed the diagnostics gate"
                       + (" after one automatic refit" if retried else "") + ": "

@@ -223,6 +223,8 @@ class Allocation:
     exponent_b: np.ndarray | None
     laws: tuple[str, ...]
     settings: dict
+    loss_calibrated: np.ndarray | None = None     # L* with each fit's calibrated discrepancy (or inflation)
+    calibration: str | None = None                # its label
 
     @property
     def ratio(self) -> np.ndarray:
@@ -234,7 +236,10 @@ class Allocation:
         lo, hi = (1 - prob) / 2, (1 + prob) / 2
         lab = prob_label(prob)
         rows = {"budget": self.budgets}
-        for name, arr in (("N", self.N), ("D", self.D), ("ratio", self.ratio), ("loss", self.loss)):
+        series = [("N", self.N), ("D", self.D), ("ratio", self.ratio), ("loss", self.loss)]
+        if self.loss_calibrated is not None:
+            series.append(("loss_cal", self.loss_calibrated))
+        for name, arr in series:
             q = weighted_quantile(arr, self.weights, [0.5, lo, hi])
             rows[f"{name}_median"], rows[f"{name}_lower_{lab}"], rows[f"{name}_upper_{lab}"] = q
         w = self.weights[:, None]
@@ -257,7 +262,7 @@ class Allocation:
 
     def as_dict(self, prob: float = 0.9) -> dict:
         exps = self.exponents(prob)
-        return {"laws": list(self.laws), "settings": self.settings,
+        return {"laws": list(self.laws), "settings": self.settings, "calibration": self.calibration,
                 "summary": self.summary(prob).to_dict(orient="records"),
                 "exponents": None if exps is None else exps.reset_index().to_dict(orient="records")}
 
@@ -269,7 +274,8 @@ class Allocation:
                 f"  C = {r.budget:.3g}: N* {r.N_median:.3g} [{r.N_lower_90:.3g}, {r.N_upper_90:.3g}], "
                 f"D* {r.D_median:.3g} [{r.D_lower_90:.3g}, {r.D_upper_90:.3g}], "
                 f"D*/N* {r.ratio_median:.3g} [{r.ratio_lower_90:.3g}, {r.ratio_upper_90:.3g}], "
-                f"L* {r.loss_median:.4g}")
+                f"L* {r.loss_median:.4g}" + (f" [calibrated {r.loss_cal_lower_90:.4g}, {r.loss_cal_upper_90:.4g}]"
+                                             if self.loss_calibrated is not None else ""))
             notes = []
             if r.p_at_token_cap > 0:
                 notes.append(f"on the token cap in {100 * r.p_at_token_cap:.0f}% of draws")
@@ -279,11 +285,41 @@ class Allocation:
                 notes.append(f"outside the fitted runs' N or D range in {100 * r.p_outside_domain:.0f}% of draws")
             if notes:
                 lines.append("    " + "; ".join(notes))
+        if self.calibration is not None:
+            lines.append(f"  calibrated L*: the law's value at the optimum widened as the fit's {self.calibration}")
         exps = self.exponents()
         if exps is not None:
             lines.append("  allocation exponents: " + ", ".join(
                 f"{k} {r['median']:.3f} [{r['lower_90']:.3f}, {r['upper_90']:.3f}]" for k, r in exps.iterrows()))
         return "\n".join(lines)
+
+
+def _calibrated_loss(mems, parts, n_budgets):
+    """L* per draw with each member's calibration applied (None unless every member is calibrated)."""
+    cals = [getattr(m.fit, "calibration", None) for m in mems]
+    if not cals or any(c is None for c in cals):
+        return None, None
+    from scipy.special import ndtri
+
+    from .evidence.calibration import _tau_per_draw, extrapolation_distance
+
+    out = []
+    for m, cal, N, D, loss in zip(mems, cals, parts["N"], parts["D"], parts["loss"]):
+        log_l = np.log(loss)
+        if cal.method == "inflation":
+            med = np.median(log_l, axis=0, keepdims=True)
+            out.append(np.exp(med + cal.k * (log_l - med)))
+            continue
+        S = log_l.shape[0]
+        grid = {"N": N.reshape(-1), "D": D.reshape(-1)}
+        if "M" in m.fit.law.input_names:
+            grid = {"N": grid["N"], "M": grid["D"] / grid["N"]}
+        dist = extrapolation_distance(m.fit, grid, cal.distance).reshape(S, n_budgets)
+        tau = _tau_per_draw(cal, dist)
+        z = ndtri(np.random.default_rng(1).permutation((np.arange(S) + 0.5) / S))
+        out.append(np.exp(log_l + z[:, None] * tau))
+    label = cals[0].label if len(cals) == 1 else "calibrated discrepancy of each fit"
+    return np.concatenate(out), label
 
 
 def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: float = 0.0,
@@ -351,6 +387,7 @@ def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: f
         parts["a"].append((u[:, B + 1] - u[:, B]) / log_ratio)
         parts["b"].append((np.log(D[:, B + 1]) - np.log(D[:, B])) / log_ratio)
     cat = {k: np.concatenate(v) for k, v in parts.items()}
+    cal_loss, cal_label = _calibrated_loss(mems, parts, len(budgets))
     if not np.all(np.isfinite(cat["loss"])):
         raise BayescaleError("no feasible allocation for some budgets: check max_tokens, n_bounds and "
                              "inference_tokens against the budgets")
@@ -361,7 +398,7 @@ def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: f
         exponent_b=None if (cap or d_inf or n_hi) else cat["b"],
         laws=tuple(m.fit.law.name for m in mems),
         settings={"max_tokens": cap, "n_bounds": [n_lo, n_hi], "inference_tokens": d_inf,
-                  "exponent_span": span})
+                  "exponent_span": span}, loss_calibrated=cal_loss, calibration=cal_label)
     frac = float(probability(cat["w"], cat["dom"]).max())
     if frac > 0.5:
         warnings.warn("the optimum lies outside the fitted runs' range of N or D in most draws: the "

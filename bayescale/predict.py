@@ -23,6 +23,17 @@ largest ratio of the point's inputs (and its compute, for laws with a cost)
 to the largest observed value; <= 1 means at or below the observed maximum.
 Points far beyond the largest run, or far below the smallest (``warn_beyond``
 times, either way), give an :class:`~bayescale.errors.ExtrapolationWarning`.
+
+When the fit carries a calibration (:func:`bayescale.calibrate`), a third,
+labelled band is added beside the other two, never replacing them: the
+**calibrated predictive band** -- ``cal_median``, ``cal_lower_<p>``,
+``cal_upper_<p>`` (and ``cal_p_below_target``), widened by what a compute
+rollout inside the fitted runs measured (see
+:mod:`bayescale.evidence.calibration`); its label, with the number of
+rollout runs it rests on, is in ``table.attrs["calibration"]``.  For a fit of
+checkpoints the calibrated band of a *new* run includes the between-run
+offset; a grid column named like the fit's run column (e.g. ``model``)
+marks points that continue a training run instead.
 """
 
 from __future__ import annotations
@@ -178,6 +189,16 @@ def predict(fit, grid, prob=(0.5, 0.9), *, target=None, weights=None, mapping=No
     if target is not None:
         out["p_below_target"] = np.clip(sum(c.cdf(np.full(len(out), float(target))) for c in comps), 0, 1)
         _check_target(mems, float(target))
+    calibrated = [getattr(m.fit, "calibration", None) is not None for m in mems]
+    if all(calibrated):
+        try:
+            _add_calibrated(out, fit, grid, grid_inputs, probs, target, weights)
+        except BayescaleError as exc:       # e.g. inflation calibrations of several stacked fits
+            warnings.warn(f"no calibrated band: {exc}", UserWarning, stacklevel=2)
+    elif any(calibrated):
+        warnings.warn(f"{sum(calibrated)} of {len(mems)} fits carry a calibration; the calibrated band needs "
+                      "every fit of the mixture calibrated (bayescale.calibrate), so it is left out", UserWarning,
+                      stacklevel=2)
     far = out["extrapolation"].to_numpy() > warn_beyond
     if far.any():
         warnings.warn(f"{int(far.sum())} of {len(out)} grid points lie more than {warn_beyond:g}x beyond "
@@ -192,6 +213,28 @@ def predict(fit, grid, prob=(0.5, 0.9), *, target=None, weights=None, mapping=No
                       f"bands rest on the law's form holding, not on data (small runs often leave a "
                       f"power law)", ExtrapolationWarning, stacklevel=2)
     return out
+
+
+def _add_calibrated(out, fit, grid, grid_inputs, probs, target, weights) -> None:
+    """The calibrated predictive band as ``cal_*`` columns (beside the raw bands).
+
+    A grid column named like the fit's run column marks points that continue
+    a training run (no new-run offset)."""
+    from .evidence.calibration import calibrated_forecast
+
+    runs = None
+    structure = next((m.fit.structure for m in members(fit, weights) if m.fit.structure is not None), None)
+    if structure is not None and structure.run is not None and isinstance(grid, (pd.DataFrame, dict)) \
+            and structure.run in grid:
+        runs = np.asarray(grid[structure.run]).astype(str)
+    forecast = calibrated_forecast(fit, pd.DataFrame(grid_inputs), probs, weights=weights, runs=runs)
+    out["cal_median"] = forecast.median
+    for p in probs:
+        lab = prob_label(p)
+        out[f"cal_lower_{lab}"], out[f"cal_upper_{lab}"] = forecast.intervals[p]
+    if target is not None:
+        out["cal_p_below_target"] = forecast.cdf(np.full(len(out), float(target)))
+    out.attrs["calibration"] = forecast.label
 
 
 def _check_target(mems, target: float) -> None:

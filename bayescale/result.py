@@ -57,6 +57,8 @@ class Fit:
     versions: dict
     diagnostics: Diagnostics
     timings: dict = field(default_factory=dict)
+    structure: object = None     # bayescale.evidence.structure.RunStructure: run/group columns, thinning
+    calibration: object = None   # bayescale.evidence.calibration.Calibration: the calibrated band's correction
 
     @cached_property
     def log_likelihood(self) -> np.ndarray:
@@ -173,4 +175,5 @@ def load_fit(path) -> Fit:
                            parts["settings"]["max_tree_depth"], noise=parts["noise"])
     return Fit(samples=samples, law=law, noise=parts["noise"], runs=parts["runs"], refs=parts["refs"],
                settings=parts["settings"], versions=parts["versions"], diagnostics=diagnostics,
-               timings=parts["timings"])
+               timings=parts["timings"], structure=parts["structure"],
+               calibration=parts["calibration"])

@@ -182,8 +182,22 @@ def fit_report(fit, wall_s: float | None = None, **extra) -> dict:
         "diagnostics": fit.diagnostics.as_dict(), "settings": dict(fit.settings),
         "wall_s": wall_s if wall_s is not None else timings.get("total_s"), "timings": timings,
     }
+    if fit.structure is not None:
+        report["structure"] = {k: v for k, v in fit.structure.as_dict().items() if k != "run_ids"}
+    if fit.calibration is not None:
+        report["calibration"] = {k: v for k, v in fit.calibration.as_dict().items()
+                                 if k not in ("s1_grid", "s1_weights")}
     report.update(extra)
     return report
+
+
+def _structure_line(s) -> str:
+    parts = []
+    if s.run is not None:
+        parts.append(f"run column {s.run!r}: {s.n_runs} runs, checkpoints {s.checkpoints} "
+                     f"({s.rows_kept} of {s.rows_given} rows kept)")
+    parts += [f"group column {g!r}: {n} groups" for g, n in s.n_groups.items()]
+    return "; ".join(parts)
 
 
 def fit_text(fit, wall_s: float | None = None) -> str:
@@ -197,12 +211,18 @@ def fit_text(fit, wall_s: float | None = None) -> str:
         f"law: {law.name}   {law.response.name} = {law.formula}",
         f"noise: {fit.noise}   runs: {len(fit.runs)} ({fit.runs.source})   "
         f"chains: {s.get('chains')} x {s.get('draws')} draws after {s.get('warmup')} warm-up",
+        *([_structure_line(fit.structure)] if fit.structure is not None else []),
         "",
         table.to_string(float_format=lambda v: f"{v:.4g}"),
         "(5%..95% is the 90% central posterior interval)",
         "",
         str(fit.diagnostics),
     ]
+    if fit.calibration is not None:
+        c = fit.calibration
+        lines += ["", f"{c.label}", f"  from {c.source}; raw 50%/90% predictive coverage of those runs "
+                  f"{c.raw_coverage.get(0.5, float('nan')):.2f}/{c.raw_coverage.get(0.9, float('nan')):.2f}"]
+        lines += [f"  note: {n}" for n in c.notes]
     lines += notes(fit)
     t = fit.timings or {}
     wall = wall_s if wall_s is not None else t.get("total_s")

@@ -17,6 +17,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from ..errors import BayescaleError
 from ._common import add_json, add_strict, emit, gate_status
 
 __all__ = ["register"]
@@ -81,6 +82,7 @@ def register(subparsers) -> None:
               bayescale backtest curve.csv --law power_law_constant,bnsl1 --split-column split \\
                   --map x=train_set_size loss=test_cross_entropy
               bayescale backtest runs.csv --law chinchilla --rollout 3 --by C
+              bayescale backtest curves.csv --law chinchilla --rollout-compute 4 --run model
             """))
     p.add_argument("runs", help="CSV file with one row per training run")
     p.add_argument("--law", "--laws", dest="laws", required=True,
@@ -93,9 +95,14 @@ def register(subparsers) -> None:
                      help="a column marking training runs: 1/0, True/False or labels such as fit/extrapolate")
     how.add_argument("--rollout", type=int, metavar="K",
                      help="expanding-window backtest: K windows over --by, each fitted on the runs below it")
+    how.add_argument("--rollout-compute", metavar="F",
+                     help="compute rollout: fit rows with C < C_max / F, score each truncated run's final loss "
+                          "(comma-separated factors for several windows, e.g. 2,4)")
     p.add_argument("--by", default="C", help="column for --holdout-top and --rollout (default C)")
     p.add_argument("--train-value", help="the --split-column label of training runs, when not recognisable")
     p.add_argument("--group", help="comma-separated columns: backtest each group (learning curve) separately")
+    p.add_argument("--run", metavar="COLUMN",
+                   help="with --rollout-compute: the column naming each row's training run (checkpoint data)")
     p.add_argument("--noise", choices=list(NOISE_MODELS), help="noise model (default: each card's)")
     _sampler_options(p, chains=4, warmup=1000, draws=1000)
     p.set_defaults(func=run_backtest)
@@ -191,6 +198,13 @@ def run_compare(args) -> int:
     return gate_status(args, [f for f in fits if not f.diagnostics.passed])
 
 
+def _numbers_list(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise BayescaleError(f"{what} must be comma-separated numbers, e.g. 4 or 2,4; got {text!r}") from None
+
+
 def run_backtest(args) -> int:
     from ..backtest import backtest, rollout
     from ..runs import parse_mapping
@@ -199,7 +213,14 @@ def run_backtest(args) -> int:
     laws = _list(args.laws)
     settings = dict(noise=args.noise, mapping=parse_mapping(args.map), chains=args.chains,
                     warmup=args.warmup, draws=args.draws, seed=args.seed, progress=args.progress)
-    if args.rollout is not None:
+    if args.run is not None and args.rollout_compute is None:
+        raise BayescaleError("--run is only used with --rollout-compute (other backtests hold out rows)")
+    if args.rollout_compute is not None:
+        from ..evidence.rollout import rollout_compute
+
+        factors = _numbers_list(args.rollout_compute, "--rollout-compute")
+        result = rollout_compute(args.runs, laws, factors, run=args.run, **settings)
+    elif args.rollout is not None:
         result = rollout(args.runs, laws, by=args.by, k=args.rollout, **settings)
     else:
         result = backtest(args.runs, laws, holdout=args.holdout, holdout_top=args.holdout_top, by=args.by,

@@ -47,6 +47,7 @@ def register(subparsers) -> None:
         epilog=textwrap.dedent("""\
             examples:
               bayescale fit runs.csv --law chinchilla --out fit.nc
+              bayescale fit curves.csv --law chinchilla --run model --checkpoints logspaced:8
               bayescale fit runs.csv --law chinchilla --map loss=val_loss --map N=params
               bayescale fit runs.csv --formula "E + A / N**alpha" \\
                   --prior "E=LogNormal(0, 1)" --prior "A=LogNormal(5, 3)" --prior "alpha=Uniform(0.05, 1)"
@@ -73,6 +74,18 @@ def register(subparsers) -> None:
                        f"{k}: {v}" for k, v in NOISE_MODELS.items()) + ")")
     p.add_argument("--map", action="extend", nargs="+", default=[], metavar="NAME=COLUMN",
                    help="use a differently named column, e.g. --map loss=val_loss N=params")
+    p.add_argument("--run", metavar="COLUMN",
+                   help="column naming the training run of each row (rows = checkpoints of that run)")
+    p.add_argument("--group", metavar="COLUMNS", help="comma-separated columns of run groups (family, data mix, ...)")
+    p.add_argument("--checkpoints", default="all", metavar="all|final|logspaced:K",
+                   help="with --run: fit every checkpoint (default), each run's final one, or K log-spaced per run")
+    p.add_argument("--calibrate", action="store_true",
+                   help="after the fit, learn a calibrated predictive band from a compute rollout of the same rows "
+                        "(refits the law once per --rollout-factors) and store it in the fit")
+    p.add_argument("--calibration", choices=["discrepancy", "inflation"], default="discrepancy",
+                   help="with --calibrate: discrepancy sd = s1 * log(extrapolation) (default) or a conformal factor k")
+    p.add_argument("--rollout-factors", default="2,4", metavar="F,F",
+                   help="with --calibrate: compute-rollout factors (default 2,4)")
     p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
     p.add_argument("--warmup", type=int, default=1000, help="warm-up iterations per chain (default 1000)")
     p.add_argument("--draws", type=int, default=1000, help="draws per chain after warm-up (default 1000)")
@@ -257,7 +270,17 @@ def run_fit(args) -> int:
                  noise=args.noise, mapping=mapping, chains=args.chains, warmup=args.warmup,
                  draws=args.draws, seed=args.seed, target_accept=args.target_accept,
                  max_tree_depth=args.max_tree_depth, reference=reference, retry=args.retry,
-                 progress=args.progress)
+                 progress=args.progress, run=args.run, group=args.group, checkpoints=args.checkpoints)
+    if args.calibrate:
+        from ..evidence.calibration import calibrate
+
+        try:
+            factors = [float(v) for v in args.rollout_factors.split(",") if v.strip()]
+        except ValueError:
+            raise BayescaleError(f"--rollout-factors must be numbers such as 2,4, got {args.rollout_factors!r}") from None
+        result = calibrate(result, factors=factors, method=args.calibration, progress=bool(args.progress))
+    elif args.calibration != "discrepancy" or args.rollout_factors != "2,4":
+        raise BayescaleError("--calibration and --rollout-factors need --calibrate")
     wall = time.perf_counter() - t0
     if out is not None:
         result.save(out, force=args.force)

@@ -141,7 +141,10 @@ def run_predict(args) -> int:
     text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     note = ("law_* = the law's value (parameter uncertainty); pred_* = a new run's loss (parameters + "
             "noise); intervals are central, the number is the probability in %")
-    emit(args, {"fits": list(args.fits), "predictions": table.to_dict(orient="records")},
+    if "calibration" in table.attrs:
+        note += f"\ncal_* = {table.attrs['calibration']}"
+    emit(args, {"fits": list(args.fits), "predictions": table.to_dict(orient="records"),
+                "calibration": table.attrs.get("calibration")},
          f"{text}\n{note}")
     return gate_status(args, _failed(fits))
 

@@ -79,6 +79,10 @@ def _encode(fit) -> bytes:
             "timings": fit.timings, "runs_source": _clean(runs.source), "runs_hash": runs.hash,
             "derived": list(runs.derived), "inputs": list(runs.inputs), "response": runs.response,
             "runs": n, "log_likelihood": "stored"}
+    if getattr(fit, "structure", None) is not None:
+        meta["structure"] = fit.structure.as_dict()
+    if getattr(fit, "calibration", None) is not None:
+        meta["calibration"] = fit.calibration.as_dict()
     attrs = {"inference_library": "numpyro", "bayescale_law": fit.law.name}
     groups = {"posterior": xr.Dataset(
         {k: (("chain", "draw"), np.asarray(fit.samples.posterior[k])) for k in fit.var_names}, coords=coords,
@@ -222,6 +226,23 @@ def _field(meta: dict, key: str, types, what: str = "metadata field"):
     if not isinstance(value, types):
         raise _Bad(f"{what} {key!r} has a wrong type ({type(value).__name__})")
     return value
+
+
+def _extras(meta: dict) -> dict:
+    """The run structure and the calibration a fit may carry (None when absent)."""
+    from ..evidence.calibration import Calibration
+    from ..evidence.structure import RunStructure
+
+    out = {}
+    for key, cls in (("structure", RunStructure), ("calibration", Calibration)):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise _Bad(f"metadata field {key!r} must be an object")
+        try:
+            out[key] = None if value is None else cls.from_dict(value)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _Bad(f"its {key} is not valid ({type(exc).__name__}: {exc})") from None
+    return out
 
 
 def _meta(text: str) -> dict:
@@ -431,7 +452,7 @@ def read_fit_file(path) -> dict:
             parts = {"law": law, "noise": meta["noise"], "runs": runs, "refs": dict(meta["refs"]),
                      "settings": meta["settings"], "versions": meta["versions"], "timings": meta["timings"],
                      "posterior": _posterior(f, meta, law), "log_likelihood": _log_likelihood(f, meta),
-                     "sample_stats": _sample_stats(f, meta)}
+                     "sample_stats": _sample_stats(f, meta), **_extras(meta)}
     except _Bad as exc:
         raise FitFileError(f"{where} cannot be used: {exc}") from None
     except FitFileError:

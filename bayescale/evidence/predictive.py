@@ -100,7 +100,7 @@ def loo_pit(fit) -> np.ndarray:
         location = noise_location(fit.noise, fit.law, params, xs, xp="numpy")
         scale = noise_scale(fit.noise, params["sigma"], fit.refs["loss_ref"])
         cdf = np.asarray(noise_cdf(fit.noise, y, location, scale), float)
-    w = _psis_weights(fit.samples.log_likelihood)
+    w = _psis_weights(fit.log_likelihood)
     return np.clip(np.nansum(w * cdf, axis=0), 0.0, 1.0)
 
 

@@ -298,7 +298,7 @@ def test_demo_quick_writes_the_whole_memo(tmp_path):
     for name in ("E", "alpha", "beta"):
         p = params[("chinchilla", name)]
         assert p["lower_90"] <= p["truth"] <= p["upper_90"], name
-    for step in ("fit 1 of 2: chinchilla", "fit 2 of 2: kaplan", "backtest 2 of 2", "drawing figures"):
+    for step in ("fit 1 of 2: chinchilla", "fit 2 of 2: kaplan", "backtest 2 of 2", "figure 1 of 7: "):
         assert step in err
     code, stdout, err = run("demo", "--out", out, "--quick")
     assert code == 2 and "not empty" in err and "--force" in err

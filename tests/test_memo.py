@@ -282,12 +282,15 @@ def test_demo_quick_writes_the_whole_memo(tmp_path):
     assert [s["name"] for s in memo["evidence"]["scores"]] == ["chinchilla", "kaplan"]   # LOO prefers the truth
     assert len(memo["evidence"]["backtest"]) == 2
     assert {f["name"] for f in memo["figures"]} == {"bands", "allocation", "ratio", "compare", "backtest",
-                                                   "sensitivity"}
+                                                   "loo_pit", "sensitivity"}
     md = (out / "memo.md").read_text()
     for s in SECTIONS:
         assert s in md, s
     assert "SIMULATED, not measured" in md and "generating value" in md and "482" in md
-    assert (out / "memo.html").read_text().count("data:image/png;base64,") == 6
+    assert (out / "memo.html").read_text().count("data:image/png;base64,") == 7
+    summary = md[md.index("## Summary"):md.index("## The question")]
+    assert "70B parameters on 1.4T tokens" in summary.splitlines()[2]        # the decision sentence opens it
+    assert "in the backtest, chinchilla's 90% intervals covered" in summary
     assert sorted(p.name for p in (out / "fits").iterdir()) == [
         "backtest_chinchilla.nc", "backtest_kaplan.nc", "chinchilla.nc", "kaplan.nc"]
     # the truth (Epoch's parameters) inside the 90% intervals of the exponents and E
@@ -295,7 +298,7 @@ def test_demo_quick_writes_the_whole_memo(tmp_path):
     for name in ("E", "alpha", "beta"):
         p = params[("chinchilla", name)]
         assert p["lower_90"] <= p["truth"] <= p["upper_90"], name
-    for step in ("fit 1 of 2: chinchilla", "fit 2 of 2: kaplan", "backtest 2 of 2", "drawing figures"):
+    for step in ("fit 1 of 2: chinchilla", "fit 2 of 2: kaplan", "backtest 2 of 2", "figure 1 of 7: "):
         assert step in err
     code, stdout, err = run("demo", "--out", out, "--quick")
     assert code == 2 and "not empty" in err and "--force" in err
@@ -320,6 +323,10 @@ def test_demo_full_passes_every_diagnostic(tmp_path):
     truth = {r["quantity"]: r for r in memo["data"]["truth"]}
     ratio = truth["chinchilla: D*/N* at the budget"]
     assert ratio["estimate"]["lower_90"] <= ratio["truth"] <= ratio["estimate"]["upper_90"]
+    # issue 11's acceptance: the decision first, in human units; the backtest's coverage beside the interval
+    assert memo["answer"]["decision"]["sentence"].startswith("**Approve the plan**: 70B parameters on 1.4T tokens")
+    assert "in the backtest, chinchilla's 90% intervals covered" in memo["answer"]["headline"][0]
+    assert memo["diagnostics"]["banner"] is None
     print(f"full demo: {wall:.1f} s in-process")
 
 
@@ -340,6 +347,16 @@ def test_epoch_memo_two_laws_and_backtest(epoch_runs, tmp_path):
     paths = write_memo(memo, tmp_path / "memo")
     md = paths["markdown"].read_text()
     assert "### The plan against the optimum" in md and "Backtest of the largest runs" in md
+    # issue 11's acceptance: a decision sentence in human units first; the backtest coverage (about half at
+    # 90%) beside the headline interval, with the miscalibration caveat; kaplan's disagreement stated
+    d = memo.answer.decision
+    assert d.sentence.startswith("**Approve the plan**: 70B parameters on 1.4T tokens (5.9e23 FLOPs)")
+    summary = md[md.index("## Summary"):md.index("## The question")]
+    assert summary.index(d.sentence) < summary.index("- Predicted loss")
+    chin = next(c for c in memo.evidence.coverage if c.name == "chinchilla")
+    assert chin.below_nominal and f"covered {chin.covered} of {chin.n_test} held-out runs" in memo.answer.headline[0]
+    assert memo.answer.caveats[0].startswith("**Miscalibration**")
+    assert memo.answer.disagreement and "kaplan alone" in memo.answer.disagreement
 
 
 # --------------------------------------------------------------------------- issue 11: the decision, alarms, text

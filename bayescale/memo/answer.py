@@ -156,7 +156,8 @@ def _sensitivity(fits, names, weights, plan, target, budget, regret_ok, allocata
         summary.append(f"The stacked answer puts weight {top.weight:.2f} on {top.name}.")
     else:
         summary.append("One fit only: the answer is conditional on that law and noise model; fit competing "
-                       "laws (--laws) or noise models (--noise) to see how much they move it.")
+                       "laws (laws=, command line --laws) or noise models (noise=, --noise) to see how much they move "
+                       "it.")
     return Sensitivity(rows=tuple(rows), summary=tuple(summary))
 
 

@@ -48,21 +48,21 @@ def check_out_dir(out, force: bool = False) -> Path:
     previous memo's."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise FitFileError(f"--out {str(out)!r} is a file; the memo needs a directory")
+        raise FitFileError(f"memo folder (out, --out) {str(out)!r} is a file; the memo needs a directory")
     if out.is_dir() and any(out.iterdir()):
         if not force:
-            raise FitFileError(f"--out directory {str(out)!r} is not empty; pass --force (force=True) to replace "
-                               "the memo in it or choose another directory")
+            raise FitFileError(f"memo folder (out, --out) {str(out)!r} is not empty; pass force=True (command "
+                               "line --force) to replace the memo in it, or choose another directory")
         foreign = _foreign(out)
         if foreign:
             shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-            raise FitFileError(f"--out directory {str(out)!r} holds files that are not a memo's ({shown}); "
-                               "--force only replaces a previous memo, so choose another directory")
+            raise FitFileError(f"memo folder (out, --out) {str(out)!r} holds files that are not a memo's "
+                               f"({shown}); force only replaces a previous memo, so choose another directory")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
-        raise FitFileError(f"--out {str(out)!r}: directory {str(parent)!r} does not exist")
+        raise FitFileError(f"memo folder (out, --out) {str(out)!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise FitFileError(f"--out {str(out)!r}: directory {str(parent)!r} is not writable")
+        raise FitFileError(f"memo folder (out, --out) {str(out)!r}: directory {str(parent)!r} is not writable")
     return out
 
 

@@ -261,7 +261,7 @@ def training_side(tasks, settings) -> dict:
                     print(f"  {task.name} {split.label}: no rollout ({exc})", file=sys.stderr)
                     continue
             points = rollout_points(bt)
-            for i, (fit, inputs, y) in enumerate(points):
+            for i, (fit, inputs, y, *_) in enumerate(points):
                 grid = pd.DataFrame(inputs)
                 tables["raw"].append(score(posterior_forecast(fit, grid, PROBS), y))
                 rest = [p for j, p in enumerate(points) if j != i]

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             full = bayescale.fit(split.train, law="chinchilla", progress=False, **settings)
         sigmas.append(float(np.median(full.draws("sigma"))))
         points = rollout_points(bt)
-        n = sum(len(y) for _, _, y in points)
+        n = sum(len(p[2]) for p in points)
         for scale in per_setup:
             grid, loglik = s1_log_likelihood(points, scale)
             w = np.exp(loglik - loglik.max())

@@ -74,6 +74,16 @@ def test_rollout_compute_on_checkpoints():
     final = curves().groupby("model")["D"].max().iloc[0]
     assert np.allclose(bt.table["D"], final)              # every scored row is a run's final checkpoint
     assert bt.table["extrapolation"].min() >= 1.0
+    # each scored run's own curve: seen up to the cut (or not at all: NaN), scored at its final D
+    assert set(bt.table["run_id"]) <= set(curves()["model"])
+    seen = bt.table["seen_progress"].to_numpy()
+    assert np.all(np.isnan(seen) | (seen < bt.table["progress"].to_numpy()))
+    from bayescale.evidence.calibration import own_run_distance, rollout_points
+    pts = rollout_points(bt)
+    assert len(pts) == 2 and all(len(p) == 4 for p in pts)
+    np.testing.assert_allclose(pts[0][3], own_run_distance(bt.table["progress"][bt.table["window"] == 0],
+                                                           bt.table["seen_progress"][bt.table["window"] == 0]))
+    assert own_run_distance([4.0, 4.0, 1.0], [1.0, np.nan, 2.0]).tolist() == [np.log(4.0), 0.0, 0.0]
     with pytest.raises(BayescaleError, match="rollout factor must be > 1"):
         rollout_compute(curves(), "chinchilla", 1.0, run="model")
 

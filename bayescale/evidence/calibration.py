@@ -2,8 +2,8 @@
 
 The raw posterior predictive (parameters + run-to-run noise) assumes the law
 is exactly right, so its band does not widen with the distance of the
-extrapolation; measured on public data its 90% intervals cover 33-60% of the
-larger runs.  A *calibration* corrects it from evidence inside the training
+extrapolation; measured on public data its 90% intervals cover 33-82% of the
+larger runs (``benchmarks/calibration.py``).  A *calibration* corrects it from evidence inside the training
 data: a compute rollout (:func:`~bayescale.evidence.rollout.rollout_compute`:
 fit ``C < C_max / F``, score each truncated run's final loss) shows how wrong
 the raw band is at a known extrapolation factor.  Two corrections:
@@ -19,7 +19,12 @@ the raw band is at a known extrapolation factor.  Two corrections:
     rollout's scored runs is computed on a grid, each run's likelihood
     integrating over the rollout fit's posterior and the noise.  The
     calibrated predictive averages over that posterior.  With few rollout
-    points the prior dominates, with many the data.
+    points the prior dominates, with many the data.  ``distance="relative"``
+    measures the distance per input in units of the log-range the runs span
+    instead.  For a fit of *checkpoints* (a run column with several rows per
+    run), a new run also gets an offset ``Normal(0, s0)`` (see
+    :func:`calibrate`), since the noise scale then measures the scatter
+    within a run.
 ``inflation``
     Split-conformal: ``k`` scales the predictive's deviations from its median
     on the link scale (``g(y') = g(m) + k (g(y) - g(m))``), ``k`` the
@@ -34,10 +39,10 @@ it).  :func:`calibrated_forecast` gives the calibrated band and density;
 never replacing them.  The number of rollout points ``n`` is always
 reported.
 
-Student-t noise is handled exactly as a scale mixture of normals
+Student-t noise is handled as a scale mixture of normals
 (``t_4 = Normal(0, sigma * sqrt(lambda))``, ``lambda ~ InvGamma(2, 2)``,
-integrated on fixed quantile nodes), so that adding a normal discrepancy
-stays a mixture of normals; posterior draws are thinned to at most
+integrated on 24 fixed quantile nodes denser in the tail: CDF within 1e-3),
+so that adding a normal discrepancy stays a mixture of normals; posterior draws are thinned to at most
 :data:`MAX_DRAWS` evenly spaced ones for the calibrated band.
 """
 
@@ -55,9 +60,10 @@ from ..errors import BayescaleError
 from ..noise import STUDENT_T_DF, apply_link, link
 from ..predict import prob_label
 
-__all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S1_PRIOR", "MAX_DRAWS", "calibrate",
-           "calibrated_forecast", "calibration_from_points", "calibration_from_rollout", "extrapolation_distance",
-           "extrapolation_factor", "rollout_points", "s1_log_likelihood"]
+__all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S0_PRIOR", "DEFAULT_S1_PRIOR", "MAX_DRAWS",
+           "RELATIVE_S1_PRIOR", "calibrate", "calibrated_forecast", "calibration_from_points",
+           "calibration_from_rollout", "extrapolation_distance", "extrapolation_factor", "learn_offset_sd",
+           "rollout_points", "s1_log_likelihood"]
 
 #: Prior on s1 (the discrepancy's sd per unit of log extrapolation factor, on log loss).
 #: Learned from public data that no calibration protocol scores: see benchmarks/s1_prior.py.
@@ -193,6 +199,8 @@ def extrapolation_distance(fit, grid_inputs: dict, scale: str = "log") -> np.nda
     """
     if scale == "log":
         return np.log(extrapolation_factor(fit, grid_inputs))
+    # (for rollout points and continued runs the calibration also takes the own-run distance,
+    # log(D / the run's largest seen D), when it is larger)
     if scale != "relative":
         raise BayescaleError(f"distance scale must be 'log' or 'relative', got {scale!r}")
     observed = dict(fit.runs.input_arrays())
@@ -227,7 +235,6 @@ class _Draws:
         self.link = link(fit.noise)
         self.lam, self.lam_w = _lambda_nodes(fit.noise)
         self.unit = fit.refs["loss_ref"] if self.link == "identity" else 1.0
-        self.median_link = None
 
     def sd(self, tau):
         """(S, G, L) standard deviations of the normal mixture for discrepancy sd ``tau`` (S or 1, G)."""
@@ -283,8 +290,22 @@ def _quantiles(draws: list, taus: list, levels, iters: int = 48) -> np.ndarray:
 # --------------------------------------------------------------------------- learning
 
 
+def _own(p) -> np.ndarray:
+    """A point set's own-run distances (zeros for ``(fit, inputs, y)`` triples)."""
+    return np.asarray(p[3], float) if len(p) > 3 else np.zeros(len(p[2]))
+
+
+def own_run_distance(progress, seen) -> np.ndarray:
+    """``log(progress / seen)`` where a point continues a run seen up to ``seen`` (0 elsewhere, NaN seen)."""
+    progress, seen = np.asarray(progress, float), np.asarray(seen, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.log(progress / seen)
+    return np.where(np.isfinite(d), np.maximum(d, 0.0), 0.0)
+
+
 def rollout_points(rollout) -> list[tuple]:
-    """(fit, inputs, y) per rollout fit from a Backtest of :func:`rollout_compute`."""
+    """``(fit, inputs, y, own)`` per rollout fit from a Backtest of :func:`rollout_compute`; ``own`` is
+    each scored run's own-curve distance (how far beyond its own seen checkpoints; 0 without runs)."""
     out = []
     table = rollout.table
     laws = list(dict.fromkeys(table["law"]))
@@ -294,16 +315,21 @@ def rollout_points(rollout) -> list[tuple]:
         for law in laws:
             part = table[(table["law"] == law) & ((table["window"] == w) if w is not None else True)]
             fit = next(fits)
+            own = (own_run_distance(part["progress"], part["seen_progress"]) if "seen_progress" in part.columns
+                   else np.zeros(len(part)))
             out.append((fit, {k: part[k].to_numpy(float) for k in fit.law.input_names},
-                        part["observed"].to_numpy(float)))
+                        part["observed"].to_numpy(float), own))
     return out
 
 
 def _s1_log_likelihood(points, grid, distance: str = "log") -> tuple[np.ndarray, int]:
     total, n = np.zeros(len(grid)), 0
-    for fit, inputs, y in points:
+    for p in points:
+        fit, inputs, y = p[:3]
         d = _Draws(fit, inputs, max_draws=_LIKELIHOOD_DRAWS)
         dist = extrapolation_distance(fit, inputs, distance)
+        if distance == "log":
+            dist = np.maximum(dist, _own(p))
         g, _, inside = apply_link(fit.noise, y)
         if not inside.all():
             raise BayescaleError(f"calibration: observed values outside the support of {fit.noise}")
@@ -333,7 +359,7 @@ def _standardised(points, level: float = _CONFORMAL_LEVEL) -> tuple[np.ndarray, 
     from ..predict import predict
 
     r, hits = [], {0.5: [], 0.9: []}
-    for fit, inputs, y in points:
+    for fit, inputs, y, *_ in points:
         pred = predict(fit, pd.DataFrame(inputs), prob=(0.5, level), warn_beyond=math.inf)
         g = apply_link(fit.noise, y)[0]
         m = apply_link(fit.noise, pred["pred_median"].to_numpy())[0]
@@ -362,7 +388,7 @@ def s1_log_likelihood(points, distance: str = "log") -> tuple[np.ndarray, np.nda
 
 def calibration_from_points(points, method: str = "discrepancy", prior: str | None = None, source: str = "",
                             distance: str = "log", factors=()) -> Calibration:
-    """Learn a :class:`Calibration` from ``(fit, inputs, y)`` triples (:func:`rollout_points`)."""
+    """Learn a :class:`Calibration` from ``(fit, inputs, y[, own])`` (:func:`rollout_points`)."""
     if method not in _METHODS:
         raise BayescaleError(f"calibration method must be one of {', '.join(_METHODS)}, got {method!r}")
     r, raw = _standardised(points)
@@ -535,6 +561,25 @@ def _tau_per_draw(cal: Calibration, dist: np.ndarray, rng_seed: int = 0) -> np.n
     return np.sqrt(tau2)
 
 
+def _continuation_distance(fit, runs, grid_inputs: dict) -> np.ndarray:
+    """Per grid point continuing a training run: ``log(progress / the run's largest seen progress)``."""
+    n = len(next(iter(grid_inputs.values())))
+    if runs is None or fit.structure is None or fit.structure.run_ids is None:
+        return np.zeros(n)
+    from .structure import progress_column
+
+    table = fit.runs.table
+    try:
+        col = progress_column(table, fit.law)
+    except BayescaleError:
+        return np.zeros(n)
+    if col not in grid_inputs:
+        return np.zeros(n)
+    seen = pd.Series(table[col].to_numpy(float)).groupby(np.asarray(fit.structure.run_ids)).max()
+    labels = np.asarray(runs).astype(str).reshape(-1)
+    return own_run_distance(grid_inputs[col], seen.reindex(labels).to_numpy(float))
+
+
 def _new_runs(fit, runs, n: int) -> np.ndarray | None:
     """True where a grid point is a new run (not one of the fit's training runs)."""
     if runs is None:
@@ -584,8 +629,11 @@ def calibrated_forecast(fit, grid, prob=(0.5, 0.9), weights=None, runs=None):
         draws.append(d)
         cal = m.fit.calibration
         n_grid = len(next(iter(grid_inputs.values())))
-        taus.append(_member_taus(cal, d.loc.shape[0], extrapolation_distance(m.fit, grid_inputs, cal.distance),
-                                 _new_runs(m.fit, runs, n_grid)))
+        new = _new_runs(m.fit, runs, n_grid)
+        dist = extrapolation_distance(m.fit, grid_inputs, cal.distance)
+        if cal.distance == "log":       # a continued run: also how far beyond its own seen checkpoints
+            dist = np.maximum(dist, _continuation_distance(m.fit, runs, grid_inputs))
+        taus.append(_member_taus(cal, d.loc.shape[0], dist, new))
     q = _inverse_link(kind, _quantiles(draws, taus, levels))
     intervals = {p: (q[1 + 2 * i], q[2 + 2 * i]) for i, p in enumerate(probs)}
     noise = mems[0].fit.noise

@@ -13,7 +13,10 @@ that varies: for a factor ``F``,
   any); without one, every row is a run and the rows above the cut are
   scored.
 
-Each scored run is an extrapolation in compute by up to ``F`` (in N too for
+With a run column the result's table also says which run each scored row
+is (``run_id``), its progress value (``progress``, e.g. D) and how far that
+run's own curve was seen by the fit (``seen_progress``; NaN for a run
+entirely above the cut).  Each scored run is an extrapolation in compute by up to ``F`` (in N too for
 runs entirely above the cut), so the scores say how far the raw posterior
 band can be trusted at a known distance; :mod:`bayescale.evidence.calibration`
 learns the band's correction from them.  Several factors give one window
@@ -27,6 +30,8 @@ import time
 import warnings
 
 import numpy as np
+
+from dataclasses import replace
 
 from ..backtest import Backtest, _column, _frames, _laws, _prepare, _probs, _Runner, _settings
 from ..errors import BayescaleError, DataError
@@ -116,4 +121,19 @@ def rollout_compute(runs, laws, factor=4.0, *, run: str | None = None, noise: st
                         + "; ".join(runner.notes[:3]))
     what = "each truncated run's final checkpoint" if run is not None else "the runs above the cut"
     desc = (f"compute rollout: fit on C < C_max / F, score {what}, F in " + ", ".join(f"{f:g}" for f in factors))
-    return runner.result(desc, t0)
+    result = runner.result(desc, t0)
+    if run_ids is None:
+        return result
+    # which run each scored row is, and how far its own curve had been seen in that window's fit
+    table = result.table.copy()
+    rows = table["run"].to_numpy(int)
+    table["run_id"] = run_ids[rows]
+    seen = np.full(len(table), np.nan)
+    for i, (row, j) in enumerate(zip(rows, table["window"].to_numpy(int))):
+        train, _ = compute_cut(compute, factors[j], run_ids, order)
+        own = train & (run_ids == run_ids[row])
+        if own.any():
+            seen[i] = order[own].max()
+    table["progress"] = order[rows]
+    table["seen_progress"] = seen
+    return replace(result, table=table)

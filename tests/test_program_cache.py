@@ -6,7 +6,6 @@ user's successive ``bayescale fit`` commands do.
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

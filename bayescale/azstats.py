@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ess", "from_arrays", "load_netcdf", "loo", "rhat", "save_netcdf", "stacking_weights", "waic",
-           "with_groups"]
+__all__ = ["ess", "from_arrays", "loo", "rhat", "stacking_weights", "waic", "with_groups"]
 
 
 def _az():
@@ -56,20 +55,6 @@ def rhat(idata, var_names) -> dict:
 def ess(idata, var_names, method: str) -> dict:
     ds = _az().ess(idata, var_names=list(var_names), method=method)
     return {k: float(ds[k].values) for k in var_names}
-
-
-def save_netcdf(idata, path, posterior_attrs: dict | None = None) -> None:
-    """Write ``idata``; ``posterior_attrs`` are added to a copy of the posterior group's attributes
-    (the InferenceData itself is not modified)."""
-    if posterior_attrs:
-        groups = {g: getattr(idata, g) for g in idata.groups()}
-        groups["posterior"] = groups["posterior"].assign_attrs(**posterior_attrs)
-        idata = _az().InferenceData(**groups)
-    idata.to_netcdf(str(path))
-
-
-def load_netcdf(path):
-    return _az().from_netcdf(str(path))
 
 
 def loo(idata, var_name: str = "loss") -> dict:

@@ -198,13 +198,19 @@ def fetch(name: str, cache_dir=None, force: bool = False, timeout: float = 60.0)
         _verify(ds, target)
         return target
     data = _download(ds.url, timeout)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{ds.filename}.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{ds.filename}.")
+    except OSError as exc:
+        raise DataError(f"cannot write dataset {name!r} into the cache folder {str(target.parent)!r}: "
+                        f"{exc.strerror or exc}; point cache_dir / $BAYESCALE_DATA_DIR at a writable folder") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         _verify(ds, Path(tmp))
         os.replace(tmp, target)
+    except OSError as exc:
+        raise DataError(f"cannot write dataset {name!r} into {str(target)!r}: {exc.strerror or exc}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -336,3 +336,38 @@ def test_a_chain_that_never_moves_is_named_as_such():
     d = diagnose(post, stats, ["a", "sigma"], 10)
     assert any("chain 2 never moved" in p for p in d.problems)
     assert any("float32" in a for a in d.advice)
+
+
+def test_mutated_csv_files_give_a_data_error_or_a_valid_table(tmp_path):
+    """250 random edits of a good CSV (fixed seed: characters inserted, deleted or replaced, lines
+    duplicated or dropped): each is a DataError (or warning) or a table that passes validation, never
+    another exception."""
+    rng = np.random.default_rng(7)
+    text = lines(GOOD_ROWS)
+    alphabet = [",", ";", '"', "\n", "\x00", "\xe9", "e", "-", ".", "1", " ", "\t", "inf", "nan", "1e999"]
+    law = bayescale.load_law("chinchilla")
+    path = tmp_path / "runs.csv"
+    outcomes = {"error": 0, "table": 0}
+    for _ in range(250):
+        t = list(text)
+        for _ in range(int(rng.integers(1, 4))):
+            pos = int(rng.integers(len(t)))
+            kind = rng.integers(3)
+            if kind == 0:
+                t.insert(pos, alphabet[int(rng.integers(len(alphabet)))])
+            elif kind == 1:
+                del t[pos]
+            else:
+                t[pos] = alphabet[int(rng.integers(len(alphabet)))]
+        path.write_bytes("".join(t).encode("utf-8"))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", bayescale.DataWarning)
+                runs = bayescale.prepare_runs(path, law)
+        except DataError:
+            outcomes["error"] += 1
+            continue
+        outcomes["table"] += 1
+        values = runs.table.to_numpy()
+        assert np.all(np.isfinite(values)) and np.all(values > 0)
+    assert outcomes["error"] > 30 and outcomes["table"] > 30, outcomes

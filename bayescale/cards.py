@@ -7,7 +7,9 @@ noise model, the citation and, for laws in N and D, the compute cost.  A
 parameter may carry a ``scale`` expression: its prior is then on the
 dimensionless ``value / scale``, where ``scale`` may use the data's reference
 points ``<input>_ref`` (geometric means of the inputs) and ``loss_ref``
-(geometric mean of the response).  This is how the catalogue's priors stay
+(geometric mean of the response); scales and ``[derived]`` expressions may
+also use ``<input>_min`` and ``<input>_max``, the smallest and largest value of
+an input over the runs (to anchor a law at the ends of the data).  This is how the catalogue's priors stay
 weakly informative whatever the units, and it is the centred parametrisation
 that lets NUTS take a dozen leapfrog steps per draw instead of hundreds.
 """
@@ -134,6 +136,14 @@ class Law:
             else:
                 out[name] = scope.value(name)
         return out, out_logs
+
+    @property
+    def range_inputs(self) -> tuple[str, ...]:
+        """The inputs whose smallest and largest values over the runs (``<input>_min``, ``<input>_max``)
+        the card uses as reference points (in a prior's scale or a derived parameter)."""
+        used = {n for p in self.params if p.scale is not None for n in p.scale.names}
+        used |= {n for _, e in self.derived for n in e.names}
+        return tuple(i for i in self.input_names if f"{i}_min" in used or f"{i}_max" in used)
 
     @property
     def hash(self) -> str:
@@ -264,10 +274,12 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
     clash = {n for i, a in enumerate(groups) for b in groups[i + 1:] for n in a & b}
     if clash:
         raise CardError(f"{where}: names {sorted(clash)} are declared twice (inputs/params/derived/let)")
+    ranges = {f"{i}_{end}" for i in raw_inputs for end in ("min", "max")}
     reserved = {n for n in list(raw_params) + list(raw_lets) + list(raw_inputs) + list(raw_derived)
-                if n.endswith("_hat") or n.endswith("_ref") or n in ("sigma", "loss")}
+                if n.endswith("_hat") or n.endswith("_ref") or n in ("sigma", "loss") or n in ranges}
     if reserved:
-        raise CardError(f"{where}: names {sorted(reserved)} are reserved (sigma, loss, *_hat, *_ref)")
+        raise CardError(f"{where}: names {sorted(reserved)} are reserved (sigma, loss, *_hat, *_ref, and "
+                        f"<input>_min, <input>_max for the inputs)")
 
     inputs = []
     for iname, spec in raw_inputs.items():
@@ -286,7 +298,7 @@ def law_from_text(text: str, source: str = "builtin") -> Law:
                                 _get(spec, "units", str, iw, default=""), kind, derive_expr))
 
     unscaled = {p for p, s in raw_params.items() if isinstance(s, dict) and "scale" not in s}
-    refs = {f"{i}_ref" for i in raw_inputs} | {"loss_ref"}
+    refs = {f"{i}_ref" for i in raw_inputs} | {"loss_ref"} | ranges
     params = []
     for pname, spec in raw_params.items():
         pw = f"{where} parameter {pname!r}"

@@ -9,7 +9,8 @@ serves data sets of similar size.
 
 * ``inputs``: dict of input name -> 1-D array (raw units, validated > 0);
 * ``refs``: dict of reference points: ``<input>_ref`` (geometric means of the
-  fitted inputs) and ``loss_ref`` (geometric mean of the fitted response).
+  fitted inputs), ``loss_ref`` (geometric mean of the fitted response) and, for
+  cards that use them, ``<input>_min`` / ``<input>_max`` (the inputs' range).
 
 Parameters with a ``scale`` in the card are sampled as dimensionless
 ``<name>_hat`` with the card's prior, and recorded as the natural value
@@ -26,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cards import Law
+from .errors import DataError
 from .formula import Scope, evaluate, log_evaluate
 from .noise import noise_distribution, noise_location
 
@@ -37,8 +39,15 @@ def hat_name(name: str) -> str:
 
 
 def reference_points(law: Law, inputs: dict, loss) -> dict:
-    """Geometric means of each input and of the response (the data's centre)."""
+    """Geometric means of each input and of the response (the data's centre), and the smallest and
+    largest value (``<input>_min``, ``<input>_max``) of the inputs whose range the card uses."""
     refs = {f"{k}_ref": float(np.exp(np.mean(np.log(np.asarray(v, float))))) for k, v in inputs.items()}
+    for k in law.range_inputs:
+        lo, hi = float(np.min(inputs[k])), float(np.max(inputs[k]))
+        if not lo < hi:
+            raise DataError(f"law {law.name!r} is anchored at the smallest and largest {k} of the runs, but "
+                            f"every run has {k} = {lo:g}; give runs with at least two different values of {k}")
+        refs[f"{k}_min"], refs[f"{k}_max"] = lo, hi
     refs["loss_ref"] = float(np.exp(np.mean(np.log(np.asarray(loss, float))))) if law.response.scale else 1.0
     return refs
 

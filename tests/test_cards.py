@@ -151,6 +151,29 @@ def test_prior_predictive_under_log_noise_at_other_loss_levels(name):
         assert np.all(np.isfinite(y)) and np.all(y > 0), (noise, level, np.mean(~np.isfinite(y)))
 
 
+def test_range_reference_points_only_for_cards_that_use_them():
+    """``<input>_min`` / ``<input>_max`` are reference points of a card whose scales or derived
+    parameters use them (downstream_error is anchored at the data's smallest and largest loss),
+    and of no other card (their fits and fit files keep the geometric means alone)."""
+    from bayescale.errors import DataError
+
+    law = bayescale.load_law("downstream_error")
+    assert law.range_inputs == ("L",)
+    refs = reference_points(law, {"L": np.array([3.0, 2.5, 4.0])}, np.ones(3))
+    assert refs["L_min"] == 2.5 and refs["L_max"] == 4.0
+    assert refs["L_ref"] == pytest.approx(30.0 ** (1 / 3))
+    inputs, response = data_like_inputs(bayescale.load_law("chinchilla"))
+    assert set(reference_points(bayescale.load_law("chinchilla"), inputs, response)) == {"N_ref", "D_ref", "loss_ref"}
+    with pytest.raises(DataError, match=r"anchored at the smallest and largest L of the runs, but every run has "
+                                        r"L = 3; give runs with at least two different values of L"):
+        reference_points(law, {"L": np.full(4, 3.0)}, np.ones(4))
+    anchored = law_from_text(MINIMAL.replace("[params.E]", "[params.Ec]") + '[derived]\nE = "Ec * x_max / x_min"\n',
+                             source="test")
+    assert anchored.range_inputs == ("x",)
+    assert set(reference_points(anchored, {"x": np.array([1.0, 4.0])}, np.ones(2))) == {
+        "x_ref", "x_min", "x_max", "loss_ref"}
+
+
 def test_model_conditions_on_observed_loss():
     law = bayescale.load_law("chinchilla")
     inputs, response = data_like_inputs(law)
@@ -315,6 +338,8 @@ CARD_ERRORS = [
      CardError, r"names \['x'\] are declared twice"),
     ("reserved name", _replace("E + A", "sigma + A").replace("[params.E]", "[params.sigma]"),
      CardError, r"names \['sigma'\] are reserved"),
+    ("reserved range name", MINIMAL.replace("E + A", "x_min + A").replace("[params.E]", "[params.x_min]"),
+     CardError, r"names \['x_min'\] are reserved \(.*<input>_min, <input>_max"),
     ("irreducible not a parameter", _replace('name = "mini"', 'name = "mini"\nirreducible = "F"'),
      CardError, r"'F' \(irreducible/exponents\) is not a parameter"),
     ("exponents not a list", _replace('name = "mini"', 'name = "mini"\nexponents = "alpha"'),

@@ -34,7 +34,7 @@ h5py = pytest.importorskip("h5py")
 def fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-        return bayescale.fit(pilot_chinchilla(), law="chinchilla", chains=2, warmup=60, draws=60, seed=2,
+        return bayescale.fit(pilot_chinchilla(), law="chinchilla", chains=2, warmup=60, draws=60, seed=2, retry=False,
                              progress=False)
 
 
@@ -224,8 +224,10 @@ EDITS = [
     ("alpha = 2 (prior Uniform(0, 1))", _set("posterior", "alpha", (0, 3), 2.0),
      r"parameter 'alpha' has draws outside its prior's support: alpha must be in \[0, 1\]"),
     ("E = NaN", _set("posterior", "E", (1, 0), np.nan), r"parameter 'E' has non-finite draws"),
-    ("A negative (a scaled LogNormal)", _set("posterior", "A", (0, 0), -5.0),
-     r"parameter 'A' has draws outside its prior's support: A / \(loss_ref \* N_ref\*\*alpha\) must be in \[0, inf\]"),
+    ("L_c negative (a scaled LogNormal)", _set("posterior", "L_c", (0, 0), -5.0),
+     r"parameter 'L_c' has draws outside its prior's support: L_c / \(loss_ref\) must be in \[0, inf\]"),
+    ("A edited (derived)", _set("posterior", "A", (0, 0), 5.0),
+     r"parameter 'A' does not equal its derivation A = \(1 - f_E\)"),
     ("a run's N edited", _set("constant_data", "N", 0, 5e9), r"its runs do not hash to the stored runs hash"),
     ("a loss edited", _set("observed_data", "loss", 3, 2.5), r"its runs do not hash to the stored runs hash"),
     ("a negative N", _set("constant_data", "N", 0, -5.0), r"its runs are not valid \(column 'N' has 1 non-positive"),
@@ -243,7 +245,7 @@ EDITS = [
     ("chains a string", _meta(lambda m: m["settings"].__setitem__("chains", "2")),
      r"setting 'chains' has a wrong type \(str\)"),
     ("chains disagree with the draws", _meta(lambda m: m["settings"].__setitem__("chains", 3)),
-     r"parameter 'E' has shape \(2, 60\), expected \(3, 60\)"),
+     r"parameter 'L_c' has shape \(2, 60\), expected \(3, 60\)"),
     ("settings a list", _meta(lambda m: m.__setitem__("settings", [])),
      r"metadata field 'settings' has a wrong type \(list\)"),
     ("max_tree_depth a bool", _meta(lambda m: m["settings"].__setitem__("max_tree_depth", True)),

@@ -368,6 +368,8 @@ def _posterior(f, meta: dict, law) -> dict:
         for name, value in derived.items():
             stored = _array(f["posterior"], name, shape, "f", "parameter")
             value = np.broadcast_to(np.asarray(value, float), shape)
+            if not np.all(np.isfinite(stored)):
+                raise _Bad(f"parameter {name!r} has non-finite draws")
             if not np.allclose(stored, value, rtol=1e-5, atol=0.0, equal_nan=False):
                 raise _Bad(f"parameter {name!r} does not equal its derivation {name} = "
                            f"{dict(law.derived)[name]} from the sampled parameters")

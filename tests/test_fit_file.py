@@ -365,10 +365,13 @@ import bayescale.storage.atomic as atomic
 from bayescale.cli import main
 if sys.argv[1] == "stall-in-write":          # stop inside the write: temporary complete, not yet renamed
     real = os.fsync
+    target = "." + os.path.basename(sys.argv[sys.argv.index("--out") + 1]) + "."
     def stall(fd):
         real(fd)
-        print("writing", flush=True)
-        time.sleep(120)
+        # only the fit file's temporary: a cold program cache writes its own files atomically first
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(target):
+            print("writing", flush=True)
+            time.sleep(120)
     atomic.os.fsync = stall
 main(sys.argv[2:])
 """

@@ -171,7 +171,8 @@ def test_progress_bar_reaches_the_end_on_every_fit(epoch_runs, monkeypatch):
     for _ in range(2):       # the bar belongs to a cached program: it must start again at 0
         err = Terminal()
         monkeypatch.setattr("sys.stderr", err)
-        bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=True)
+        bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=True,
+                      retry=False)
         frames = [f for f in err.getvalue().split("\r") if f.startswith("chinchilla, NUTS")]
         assert frames[0].startswith("chinchilla, NUTS 2 chains: compiling the sampler")     # before the bar
         counts = [int(re.search(r"\] (\d+)/100", f).group(1)) for f in frames[1:]]
@@ -187,13 +188,13 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(epoch_runs, capfd
     """In a pipe or a log (stderr not a terminal), the default progress is whole lines, no carriage returns."""
     import bayescale
 
-    bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40)
+    bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, retry=False)
     err = capfd.readouterr().err
     assert "\r" not in err
     lines = err.splitlines()
     assert lines[0] == "chinchilla, NUTS 2 chains: compiling the sampler (once per law and data size)"
     assert re.fullmatch(r"chinchilla, NUTS 2 chains: 100/100 iterations in \d+\.\d s", lines[1]), lines
-    bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=False)
+    bayescale.fit(epoch_runs, law="chinchilla", chains=2, warmup=60, draws=40, progress=False, retry=False)
     assert capfd.readouterr().err == ""
 
 

@@ -80,19 +80,24 @@ def test_posterior_predictive_matches_the_exact_predictive_band(pilot_fit):
 
 
 def test_prior_draws_follow_the_card(pilot_fit):
-    """alpha ~ the card's prior directly; E is scaled: log(E / loss_ref) ~ Normal(loc, scale) of its LogNormal.
+    """alpha ~ the card's prior directly; L_c is scaled: log(L_c / loss_ref) ~ Normal(loc, scale) of its
+    LogNormal; f_E ~ its Beta; the derived E is f_E * L_c, draw by draw.
 
     1000 draws: the SE of a mean is sd / sqrt(1000); 4 SE tolerances.
     """
     law = pilot_fit.law
     draws = prior_draws(law, pilot_fit.refs, 1000, seed=0)
     priors = {p.name: p for p in law.params}
-    e = priors["E"]
-    assert e.scale is not None and e.prior.family == "LogNormal"
-    log_e = np.log(draws["E"] / pilot_fit.refs["loss_ref"])
-    loc, scale = e.prior.args
-    assert abs(log_e.mean() - loc) < 4 * scale / math.sqrt(1000)
-    assert abs(log_e.std() / scale - 1) < 4 * math.sqrt(0.5 / 1000)
+    lc = priors["L_c"]
+    assert lc.scale is not None and lc.prior.family == "LogNormal"
+    log_lc = np.log(draws["L_c"] / pilot_fit.refs["loss_ref"])
+    loc, scale = lc.prior.args
+    assert abs(log_lc.mean() - loc) < 4 * scale / math.sqrt(1000)
+    assert abs(log_lc.std() / scale - 1) < 4 * math.sqrt(0.5 / 1000)
+    a, b = priors["f_E"].prior.args                         # Beta(a, b): mean a / (a + b), sd below
+    sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    assert abs(draws["f_E"].mean() - a / (a + b)) < 4 * sd / math.sqrt(1000)
+    np.testing.assert_allclose(draws["E"], draws["f_E"] * draws["L_c"], rtol=1e-6)
     a = priors["alpha"].prior
     lo, hi = a.bounds
     assert np.all((draws["alpha"] >= lo) & (draws["alpha"] <= hi))
@@ -114,7 +119,16 @@ def test_saved_file_has_no_predictive_groups_and_load_rebuilds_them(pilot_fit, t
     assert back.idata.posterior_predictive["loss"].shape == pilot_fit.idata.posterior_predictive["loss"].shape
     assert np.array_equal(back.idata.posterior_predictive["loss"].values,
                           pilot_fit.idata.posterior_predictive["loss"].values)   # same seed, same draws
-    assert "bayescale_meta" in back.idata.posterior.attrs          # the file's attributes are kept
+    plain = az_read(path)                                           # the file's attributes, for ArviZ users
+    assert "bayescale_meta" in plain.posterior.attrs and "bayescale_card" in plain.posterior.attrs
+
+
+def az_read(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz.from_netcdf(str(path))
 
 
 def test_loo_pit_agrees_with_arviz(pilot_fit, az):

@@ -1,6 +1,7 @@
 """The traced sampler is saved (jax.export) and reused by later processes.
 
-Each fit here runs in a fresh Python process with its own cache folder, as a
+The fits are short on purpose and never retried (``retry=False``: a refit at other settings is
+another program).  Each fit here runs in a fresh Python process with its own cache folder, as a
 user's successive ``bayescale fit`` commands do.
 """
 
@@ -26,11 +27,12 @@ if sys.argv[1] == "forbid-trace":
     sampler._trace = refuse
 runs = pd.read_csv(resources.files("bayescale.data") / "pilot_chinchilla.csv")
 warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
-fit = bayescale.fit(runs, law="chinchilla", chains=2, warmup=100, draws=100, seed=5, progress=False)
+fit = bayescale.fit(runs, law="chinchilla", chains=2, warmup=100, draws=100, seed=5, progress=False,
+                      retry=False)
 draws = np.stack([np.asarray(fit.idata.posterior[k]) for k in ("E", "alpha", "beta")])
 if os.environ.get("ALSO"):      # a second data shape, fitted after the first
     bayescale.fit(runs.iloc[:int(os.environ["ALSO"])], law="chinchilla", chains=2, warmup=100, draws=100, seed=5,
-                  progress=False)
+                  progress=False, retry=False)
 print(json.dumps({"digest": hashlib.sha256(draws.tobytes()).hexdigest()}))
 """
 
@@ -108,7 +110,7 @@ def test_data_sets_of_similar_size_share_one_compiled_program():
     runs = pd.read_csv(resources.files("bayescale.data") / "pilot_chinchilla.csv")
     before = sampler._compiled.cache_info().misses
     for n in (18, 20, 23):                     # all padded to 24 rows
-        bayescale.fit(runs.iloc[:n], law="chinchilla", chains=2, warmup=37, draws=23, progress=False)
+        bayescale.fit(runs.iloc[:n], law="chinchilla", chains=2, warmup=37, draws=23, progress=False, retry=False)
     assert sampler._compiled.cache_info().misses == before + 1
 
 

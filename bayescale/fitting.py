@@ -46,7 +46,7 @@ def _versions() -> dict:
 
 
 def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, loss, refs: dict,
-                             chunk: int = 2048):
+                             chunk: int = 2048, pooling=None):
     """log p(loss_i | draw) of every run under every draw: array (chains, draws, runs).
 
     The density of the raw response for every noise model (Jacobian included),
@@ -54,11 +54,17 @@ def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, los
     runs at a time (so the temporaries stay small whatever the number of runs).
     float64, or float32 when there are more than
     :data:`~bayescale.storage.fitfile.STORED_LOG_LIKELIHOOD_MAX` values (10^5 runs
-    would take 3.2 GB in float64).
+    would take 3.2 GB in float64).  ``pooling``: the varying parameters take each run's group's value.
     """
     from .storage.fitfile import STORED_LOG_LIKELIHOOD_MAX
 
     params = {k: np.asarray(v, float)[..., None] for k, v in posterior.items()}
+    per_run = ()
+    if pooling is not None:
+        from .inference.pooling import run_params
+
+        params = run_params(pooling, params)
+        per_run = pooling.vary
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
     loss = np.asarray(loss, float)
     n = len(loss)
@@ -68,7 +74,8 @@ def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, los
     for start in range(0, n, chunk):
         part = slice(start, start + chunk)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            location = noise_location(noise, law, params, {k: v[part] for k, v in xs.items()}, xp="numpy")
+            here = {k: (v[..., part] if k in per_run else v) for k, v in params.items()}
+            location = noise_location(noise, law, here, {k: v[part] for k, v in xs.items()}, xp="numpy")
             out[..., part] = noise_logpdf(noise, loss[part], location, scale)
     return out
 
@@ -96,6 +103,31 @@ def _references(law, inputs: dict, loss, reference) -> tuple[dict, dict]:
         refs[names[key]] = float(value)
         source[names[key]] = "given"
     return refs, source
+
+
+def _pooling(law, frame, structure, vary, n_runs: int):
+    """The :class:`~bayescale.inference.pooling.Pooling` of ``vary`` over the fit's one group column."""
+    from .inference.pooling import make_pooling
+
+    if structure is None or not structure.groups:
+        raise BayescaleError("vary needs the column of the groups whose parameters differ: "
+                             "group='family' (CLI --group COL)")
+    if len(structure.groups) != 1:
+        raise BayescaleError(f"vary pools over one group column; group names {list(structure.groups)}: "
+                             "give one (combine columns into one label first if groups are crossed)")
+    column = structure.groups[0]
+    labels = frame[column]
+    if len(labels) != n_runs:
+        raise BayescaleError(f"internal: {len(labels)} group labels for {n_runs} runs")
+    return make_pooling(law, labels.tolist(), vary, column)
+
+
+def _pooling_start(pooling) -> dict:
+    """Start values of the pooled sites: no offsets, a small group scale (the offsets' sampler moves from there)."""
+    out = {}
+    for name, prior in pooling.priors().items():
+        out[name] = 0.0 if name.startswith("z_") else min(0.1, float(prior.median()))
+    return out
 
 
 def retry_settings(diagnostics, run: dict) -> dict:
@@ -128,11 +160,11 @@ def _describe(changed: dict) -> str:
     return ", ".join(f"{names.get(k, k)} {v}" for k, v in changed.items())
 
 
-def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool):
+def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool, pooling=None):
     """One NUTS run with the settings ``run``: (Samples, Diagnostics, chain method, timings)."""
     t_mcmc = time.perf_counter()
     posterior, stats, method, t_chains = run_chains(law, noise, start, inputs, refs, loss, progress=progress,
-                                                    **run)
+                                                    pooling=pooling, **run)
     t_mcmc = time.perf_counter() - t_mcmc
     t_post = time.perf_counter()
     steps = stats["n_steps"]
@@ -144,7 +176,7 @@ def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool):
         "acceptance_rate": stats["accept_prob"].astype(float),
         "step_size": stats["step_size"].astype(float),
     }
-    var_names = list(law.reported_names) + ["sigma"]
+    var_names = list(law.reported_names) + ["sigma"] + ([] if pooling is None else list(pooling.site_names))
     diagnostics = diagnose(posterior, sample_stats, var_names, run["max_tree_depth"], noise=noise)
     t_post = time.perf_counter() - t_post
     timings = {"mcmc_s": t_mcmc, **t_chains, "postprocess_s": t_post, "gradients_sampling": int(steps.sum()),
@@ -156,7 +188,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
         reference: dict | None = None, retry: bool = True, progress: bool | None = None, run=None, group=None,
-        checkpoints: str = "all") -> Fit:
+        checkpoints: str = "all", vary=None) -> Fit:
     """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
 
     ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
@@ -180,6 +212,10 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     ``checkpoints``: ``"all"``, ``"final"`` or ``"logspaced:K"`` per run
     (see :mod:`bayescale.evidence.structure`; validated and thinned before
     the fit, recorded in ``fit.structure``).
+    ``vary``: law parameters that differ between the groups of the one ``group`` column, partially
+    pooled (``["E", "A"]``, or ``{"E": "HalfNormal(0.1)"}`` to state a group scale's prior; see
+    :mod:`bayescale.inference.pooling`); the others are shared.  ``fit.group(level)`` is then the fit
+    of one group, ``fit.group("new")`` that of a group not in the data.
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
@@ -205,6 +241,9 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
 
     inputs = table.input_arrays()
     loss = table.response_array()
+    pooling = None
+    if vary is not None:
+        pooling = _pooling(law, frame if structure is not None else None, structure, vary, len(table))
     refs, ref_source = _references(law, inputs, loss, reference)
     t_init = time.perf_counter()
     start = quick_optimum(law, noise, inputs, loss, refs, seed=seed)
@@ -214,12 +253,20 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     progress = progress is not False
     run = dict(chains=chains, warmup=warmup, draws=draws, seed=seed, target_accept=float(target_accept),
                max_tree_depth=max_tree_depth, dense_mass=dense_mass)
-    samples, diagnostics, method, t_run = _sample(law, noise, start, inputs, refs, loss, run, progress)
+    sample_inputs = inputs
+    if pooling is not None:
+        from .inference.pooling import GROUP_INPUT
+
+        sample_inputs = {**inputs, GROUP_INPUT: np.asarray(pooling.index, float)}
+        start.update(_pooling_start(pooling))
+    samples, diagnostics, method, t_run = _sample(law, noise, start, sample_inputs, refs, loss, run, progress,
+                                                  pooling)
     retried = None
     if not diagnostics.passed and retry:
         again = retry_settings(diagnostics, run)
         first = diagnostics
-        samples, diagnostics, method, t_run = _sample(law, noise, start, inputs, refs, loss, again, progress)
+        samples, diagnostics, method, t_run = _sample(law, noise, start, sample_inputs, refs, loss, again, progress,
+                                                      pooling)
         retried = {"first_attempt": {k: run[k] for k in again}, "first_problems": list(first.problems),
                    "changed": {k: again[k] for k in again if again[k] != run[k]}}
         run = again
@@ -233,7 +280,8 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
     timings = {"init_s": t_init, **t_run, "total_s": time.perf_counter() - t0}
     result = Fit(samples=samples, law=law, noise=noise, runs=table, refs=refs, settings=settings,
-                 versions=_versions(), diagnostics=diagnostics, timings=timings, structure=structure)
+                 versions=_versions(), diagnostics=diagnostics, timings=timings, structure=structure,
+                 pooling=pooling)
     if not diagnostics.passed:
         warnings.warn(f"fit of {law.name!r} failed the diagnostics gate"
                       + (" after one automatic refit" if retried else "") + ": "

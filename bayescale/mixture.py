@@ -40,13 +40,38 @@ def warn_failed(fits) -> None:
                           ConvergenceWarning, stacklevel=4)
 
 
+def for_group(fits, group):
+    """``fits`` (one Fit or a sequence) with every fit pooled over groups replaced by its fit of
+    ``group`` (a level, or ``"new"``; :meth:`~bayescale.result.Fit.group`).  ``group=None`` returns
+    ``fits`` unchanged."""
+    if group is None:
+        return fits
+    many = isinstance(fits, (list, tuple))
+    items = list(fits) if many else [fits]
+    if not any(isinstance(f, Fit) and f.pooling is not None for f in items):
+        raise BayescaleError(f"group={group!r} is given, but no fit here is pooled over groups "
+                             "(fit with group=... and vary=[...])")
+    items = [f.group(group) if isinstance(f, Fit) and f.pooling is not None else f for f in items]
+    return items if many else items[0]
+
+
 def members(fits, weights=None) -> list[Member]:
-    """Normalise ``fits`` (one Fit or a sequence) and ``weights`` into members; warn about failed fits."""
+    """Normalise ``fits`` (one Fit or a sequence) and ``weights`` into members; warn about failed fits.
+
+    A fit pooled over groups must first be narrowed to one group (:func:`for_group`).
+    """
     if isinstance(fits, Fit):
         fits = [fits]
     fits = list(fits) if isinstance(fits, (list, tuple)) else None
     if not fits or not all(isinstance(f, Fit) for f in fits):
         raise BayescaleError("expected a Fit or a non-empty list of Fit objects")
+    pooled = [f for f in fits if f.pooling is not None]
+    if pooled:
+        p = pooled[0].pooling
+        shown = ", ".join(map(repr, p.levels[:6])) + (" ..." if len(p.levels) > 6 else "")
+        raise BayescaleError(f"the fit of {pooled[0].law.name!r} is pooled over {len(p.levels)} groups of "
+                             f"{p.column!r}: say which group to answer for, group='<level>' ({shown}) or "
+                             "group='new' for a group not in the data (CLI --group), or pass fit.group(level)")
     warn_failed(fits)
     if weights is None:
         if len(fits) > 1:

@@ -90,8 +90,12 @@ def log_scale_values(law: Law, values: dict, refs: dict, xp: str = "jax") -> dic
     return {p.name: log_evaluate(p.scale.tree, scope) for p in law.params if p.scale is not None}
 
 
-def make_model(law: Law, noise: str):
-    """The NumPyro model function for ``law`` with the named noise model."""
+def make_model(law: Law, noise: str, pooling=None):
+    """The NumPyro model function for ``law`` with the named noise model.
+
+    ``pooling`` (a :class:`~bayescale.inference.pooling.Pooling`): the parameters it names vary by
+    group, non-centred; the runs' group index is then ``inputs[GROUP_INPUT]``.
+    """
 
     def model(inputs, refs, loss=None, mask=None):
         import jax.numpy as jnp
@@ -117,6 +121,13 @@ def make_model(law: Law, noise: str):
                 values[name] = numpyro.deterministic(name, value)
             logs.update(derived_logs)
         sigma = numpyro.sample("sigma", law.sigma_prior.dist())
+        if pooling is not None:
+            from .inference.pooling import GROUP_INPUT, apply_offsets
+
+            inputs = dict(inputs)
+            group = inputs.pop(GROUP_INPUT).astype(jnp.int32)
+            sites = {name: numpyro.sample(name, prior.dist()) for name, prior in pooling.priors().items()}
+            values, logs = apply_offsets(pooling, values, logs, sites, group, jnp)
         location = noise_location(noise, law, values, inputs, logs=logs)
         n = next(iter(inputs.values())).shape[0]
         with numpyro.plate("runs", n), masked(mask=True if mask is None else mask):

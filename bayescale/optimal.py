@@ -32,7 +32,7 @@ import pandas as pd
 from .cards import Law
 from .checks import positive_number
 from .errors import BayescaleError, ExtrapolationWarning
-from .mixture import members, probability, weighted_quantile
+from .mixture import for_group, members, probability, weighted_quantile
 from .predict import prob_label
 
 __all__ = ["Allocation", "allocate", "allocation_law_inputs", "optimal"]
@@ -323,7 +323,7 @@ def _calibrated_loss(mems, parts, n_budgets):
 
 
 def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: float = 0.0,
-            weights=None, exponent_span: float = 10.0) -> Allocation:
+            weights=None, exponent_span: float = 10.0, group=None) -> Allocation:
     """Posterior draws of N*, D*, D*/N* and L* for each budget (FLOPs).
 
     ``fit``: a Fit or a list of Fits mixed with ``weights``.  ``max_tokens``:
@@ -332,8 +332,10 @@ def optimal(fit, budgets, *, max_tokens=None, n_bounds=None, inference_tokens: f
     ``inference_tokens``: tokens to be served over the model's life; adds
     ``2 N D_inf`` FLOPs to the budget's cost.  ``exponent_span``: a and b are
     the slopes of log N*, log D* against log C between C0/span and C0*span,
-    C0 the geometric mean of the budgets.
+    C0 the geometric mean of the budgets.  ``group``: for a fit pooled over groups, the group to
+    allocate for (a level, or ``"new"``).
     """
+    fit = for_group(fit, group)
     mems = members(fit, weights)
     budgets = np.atleast_1d(np.asarray(budgets, dtype=float))
     if budgets.ndim != 1 or budgets.size == 0:

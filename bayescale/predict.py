@@ -45,7 +45,7 @@ import pandas as pd
 
 from .errors import BayescaleError, ExtrapolationWarning
 from .formula import sigmoid
-from .mixture import members, weighted_quantile
+from .mixture import for_group, members, weighted_quantile
 from .noise import link, noise_cdf, noise_location, noise_scale
 from .runs import prepare_grid
 
@@ -148,14 +148,16 @@ def _mixture_quantiles(components, levels, iters: int = 60) -> np.ndarray:
 
 
 def predict(fit, grid, prob=(0.5, 0.9), *, target=None, weights=None, mapping=None,
-            warn_beyond: float = 10.0) -> pd.DataFrame:
+            warn_beyond: float = 10.0, group=None) -> pd.DataFrame:
     """Predictions at ``grid`` (DataFrame or dict of input columns) with both bands.
 
     ``fit``: a Fit, or a list of Fits mixed with ``weights`` (stacking weights
     by default).  ``target``: adds ``p_below_target`` = P(loss < target) for a
     new run.  A warning is given for points more than ``warn_beyond`` times
     beyond the largest observed input or compute, or below the smallest.
+    ``group``: for a fit pooled over groups, the group to predict for (a level, or ``"new"``).
     """
+    fit = for_group(fit, group)
     mems = members(fit, weights)
     probs = _check_probs(prob)
     if target is not None and not (isinstance(target, (int, float)) and np.isfinite(target)):

@@ -59,6 +59,7 @@ class Fit:
     timings: dict = field(default_factory=dict)
     structure: object = None     # bayescale.evidence.structure.RunStructure: run/group columns, thinning
     calibration: object = None   # bayescale.evidence.calibration.Calibration: the calibrated band's correction
+    pooling: object = None       # bayescale.inference.pooling.Pooling: parameters that vary by group
 
     @cached_property
     def log_likelihood(self) -> np.ndarray:
@@ -74,7 +75,7 @@ class Fit:
         from .fitting import pointwise_log_likelihood
 
         return pointwise_log_likelihood(self.law, self.noise, self.samples.posterior, self.runs.input_arrays(),
-                                        self.runs.response_array(), self.refs)
+                                        self.runs.response_array(), self.refs, pooling=self.pooling)
 
     @cached_property
     def _stored_idata(self):
@@ -102,7 +103,45 @@ class Fit:
 
     @property
     def var_names(self) -> list[str]:
-        return list(self.law.reported_names) + ["sigma"]
+        pooled = [] if self.pooling is None else list(self.pooling.site_names)
+        return list(self.law.reported_names) + ["sigma"] + pooled
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups of a pooled fit (its :attr:`pooling`'s levels); empty for a fit without pooling."""
+        return () if self.pooling is None else self.pooling.levels
+
+    def group(self, level, seed: int | None = None) -> "Fit":
+        """A pooled fit as the fit of one group: its draws of the law's parameters are that group's
+        (the varying parameters with the group's offsets), its runs the group's runs.
+
+        ``level``: one of :attr:`groups`, or ``"new"`` for a group not in the data (each draw a fresh
+        offset from the group-scale posterior, seeded by ``seed``, default the fit's seed).  The
+        result is a plain fit that ``predict``, ``optimal``, ``compare`` and the plots accept; its
+        sampled coordinates (e.g. ``L_c``) stay the typical group's.
+        """
+        from .errors import BayescaleError
+        from .inference.pooling import group_params
+
+        if self.pooling is None:
+            raise BayescaleError("this fit has no groups (fit with group=... and vary=[...] to pool over groups)")
+        p = self.pooling
+        i = p.level_index(level)
+        seed = int(self.settings.get("seed", 0) or 0) if seed is None else int(seed)
+        params = group_params(p, self.samples.posterior, level, seed=seed)
+        posterior = {k: params[k] for k in list(self.law.reported_names) + ["sigma"]}
+        rows = np.arange(len(self.runs)) if i is None else np.flatnonzero(np.asarray(p.index) == i)
+        from dataclasses import replace as _replace
+
+        runs = _replace(self.runs, table=self.runs.table.iloc[rows].reset_index(drop=True),
+                        source=f"{self.runs.source} [{p.column} = {level}]")
+        ll = None if i is None else self.log_likelihood[..., rows]
+        samples = Samples(posterior=posterior, log_likelihood=ll, sample_stats=self.samples.sample_stats)
+        settings = {**self.settings, "group": {"column": p.column, "level": str(level),
+                                               "seed": seed if i is None else None}}
+        return Fit(samples=samples, law=self.law, noise=self.noise, runs=runs, refs=self.refs, settings=settings,
+                   versions=self.versions, diagnostics=self.diagnostics, timings=self.timings,
+                   structure=self.structure, calibration=self.calibration)
 
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of one variable, flattened over chains: shape (S,), float64.
@@ -142,6 +181,11 @@ def notes(fit: Fit) -> list[str]:
     out = [f"prior overridden: {name} ~ {new} (the card's prior: {old})" for name, old, new in fit.law.overridden]
     given = {k: v for k, v in fit.settings.get("reference", {}).items() if v == "given"}
     out += [f"reference point fixed: {k} = {fit.refs[k]:g}" for k in given]
+    if getattr(fit, "pooling", None) is not None:
+        out.append(fit.pooling.describe())
+    level = fit.settings.get("group")
+    if level:
+        out.append(f"the fit of group {level['level']!r} of column {level['column']!r} (a view of a pooled fit)")
     retried = fit.settings.get("retried")
     if retried:
         changed = ", ".join(f"{k} {v}" for k, v in retried["changed"].items())
@@ -168,7 +212,8 @@ def load_fit(path) -> Fit:
     anything wrong with the file is a :class:`~bayescale.errors.FitFileError`."""
     parts = read_fit_file(path)
     law = parts["law"]
-    var_names = list(law.reported_names) + ["sigma"]
+    pooling = parts["pooling"]
+    var_names = list(law.reported_names) + ["sigma"] + ([] if pooling is None else list(pooling.site_names))
     samples = Samples(posterior=parts["posterior"], log_likelihood=parts["log_likelihood"],
                       sample_stats=parts["sample_stats"])
     diagnostics = diagnose(samples.posterior, samples.sample_stats, var_names,
@@ -176,4 +221,4 @@ def load_fit(path) -> Fit:
     return Fit(samples=samples, law=law, noise=parts["noise"], runs=parts["runs"], refs=parts["refs"],
                settings=parts["settings"], versions=parts["versions"], diagnostics=diagnostics,
                timings=parts["timings"], structure=parts["structure"],
-               calibration=parts["calibration"])
+               calibration=parts["calibration"], pooling=pooling)

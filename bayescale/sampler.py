@@ -51,10 +51,15 @@ _PIECES = 20            # program calls per fit (the progress bar's resolution)
 _MIN_PIECE = 50         # iterations per call, at least
 
 
-def latent_sites(law) -> dict:
-    """The model's sampled sites, in the order of the position vector: site name -> prior."""
+def latent_sites(law, pooling=None) -> dict:
+    """The model's sampled sites, in the order of the position vector: site name -> prior.
+
+    The law's parameters, sigma, then the group scales and offsets of a ``pooling``.
+    """
     sites = {(p.name if p.scale is None else hat_name(p.name)): p.prior for p in law.params}
     sites["sigma"] = law.sigma_prior
+    if pooling is not None:
+        sites.update(pooling.priors())
     return sites
 
 
@@ -108,7 +113,7 @@ def _mesh(groups: int):
     return Mesh(np.array(jax.local_devices()[:groups]), ("chains",))
 
 
-def _trace(law, noise: str, groups: int, piece: int, warmup: int, draws: int, target_accept: float,
+def _trace(law, noise: str, pooling, groups: int, piece: int, warmup: int, draws: int, target_accept: float,
            max_depth: int, dense: bool, arg_specs):
     """Trace the program: (seed, chain ids, start, states, inputs, refs, loss, mask) -> (states, (positions, stats))."""
     import jax
@@ -117,8 +122,8 @@ def _trace(law, noise: str, groups: int, piece: int, warmup: int, draws: int, ta
 
     from .model import make_model
 
-    model = make_model(law, noise)
-    names = tuple(latent_sites(law))
+    model = make_model(law, noise, pooling)
+    names = tuple(latent_sites(law, pooling))
 
     def one_chain(seed, chain, state, start, inputs, refs, y, mask):
         def logp(q):
@@ -148,13 +153,14 @@ def _trace(law, noise: str, groups: int, piece: int, warmup: int, draws: int, ta
 
 
 @lru_cache(maxsize=32)
-def _compiled(law, noise: str, groups: int, piece: int, warmup: int, draws: int, target_accept: float,
+def _compiled(law, noise: str, pooling, groups: int, piece: int, warmup: int, draws: int, target_accept: float,
               max_depth: int, dense: bool, shapes: tuple):
     """The compiled program and the shardings of its arguments (from disk, or traced and saved)."""
     import jax
 
     arg_specs = jax.tree.unflatten(shapes[0], [jax.ShapeDtypeStruct(s, np.dtype(t)) for s, t in shapes[1]])
-    key = {"law": law.text, "noise": noise, "groups": groups, "piece": piece,
+    key = {"law": law.text, "noise": noise, "pooling": None if pooling is None else pooling.as_dict(),
+           "groups": groups, "piece": piece,
            "warmup": warmup, "draws": draws, "target_accept": target_accept, "max_depth": max_depth,
            "dense": dense, "args": str(shapes)}
     path = _program_path(key)
@@ -164,7 +170,7 @@ def _compiled(law, noise: str, groups: int, piece: int, warmup: int, draws: int,
             return _compile(exported, groups, arg_specs)
         except Exception:       # deserialised but does not compile (a damaged entry): trace it again, replace it
             exported = None
-    exported = _trace(law, noise, groups, piece, warmup, draws, target_accept, max_depth, dense, arg_specs)
+    exported = _trace(law, noise, pooling, groups, piece, warmup, draws, target_accept, max_depth, dense, arg_specs)
     try:
         blob = exported.serialize()
     except ImportError:         # jax.export needs flatbuffers to serialise; without it, trace in every process
@@ -235,15 +241,20 @@ def _save_program(path: Path, blob) -> None:
         pass
 
 
-def constrained_draws(law, positions: np.ndarray, refs: dict) -> dict:
-    """Unconstrained positions (..., sites) -> every parameter's natural value and sigma."""
-    params = [positions[..., i] for i in range(len(law.params))]
-    return natural_values(law, params, refs) | {"sigma": law.sigma_prior.constrain(positions[..., -1])}
+def constrained_draws(law, positions: np.ndarray, refs: dict, pooling=None) -> dict:
+    """Unconstrained positions (..., sites) -> every parameter's natural value, sigma and the pooled sites."""
+    k = len(law.params)
+    out = natural_values(law, [positions[..., i] for i in range(k)], refs)
+    out["sigma"] = law.sigma_prior.constrain(positions[..., k])
+    if pooling is not None:
+        for j, (name, prior) in enumerate(pooling.priors().items()):
+            out[name] = prior.constrain(positions[..., k + 1 + j])
+    return out
 
 
 def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, chains: int, warmup: int,
                draws: int, seed: int, target_accept: float, max_tree_depth: int, dense_mass: bool,
-               progress: bool, jitter: float = 0.1):
+               progress: bool, jitter: float = 0.1, pooling=None):
     """Sample ``chains`` chains from ``start`` (constrained value per latent site).
 
     Each chain starts at ``start`` moved by Uniform(-jitter, jitter) in
@@ -262,7 +273,7 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     groups = max(k for k in range(1, min(chains, jax.local_device_count()) + 1) if chains % k == 0)
     per_group = chains // groups
     method = f"parallel over {groups} devices" + ("" if groups == chains else f", {per_group} chains each in turn")
-    sites = latent_sites(law)
+    sites = latent_sites(law, pooling)
     centre = np.array([float(prior.unconstrain(start[name])) for name, prior in sites.items()])
     rng = np.random.default_rng([seed, 1])
     q0 = (centre + rng.uniform(-jitter, jitter, size=(chains, centre.size))).astype(np.float32)
@@ -282,7 +293,7 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     bar = Bar(f"{law.name}, NUTS {chains} chains", total) if progress else None
     if bar is not None:                         # seconds on a first fit, a fraction of one from the cache
         bar.note("compiling the sampler (once per law and data size)")
-    program, shardings = _compiled(law, noise, groups, piece, warmup, draws, float(target_accept),
+    program, shardings = _compiled(law, noise, pooling, groups, piece, warmup, draws, float(target_accept),
                                    max_tree_depth, bool(dense_mass), shapes)
     t1 = time.perf_counter()
 
@@ -309,4 +320,4 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     positions = draws_of(out_positions).astype(float)
     stats = {k: draws_of([s[k] for s in out_stats]) for k in out_stats[0]}
     timings = {"compile_s": t1 - t0, "sampling_s": t2 - t1}
-    return constrained_draws(law, positions, refs), stats, method, timings
+    return constrained_draws(law, positions, refs, pooling), stats, method, timings

@@ -187,6 +187,8 @@ def fit_report(fit, wall_s: float | None = None, **extra) -> dict:
     if fit.calibration is not None:
         report["calibration"] = {k: v for k, v in fit.calibration.as_dict().items()
                                  if k not in ("s1_grid", "s1_weights")}
+    if fit.pooling is not None:
+        report["pooling"] = {k: v for k, v in fit.pooling.as_dict().items() if k != "index"}
     report.update(extra)
     return report
 

@@ -48,6 +48,7 @@ def register(subparsers) -> None:
             examples:
               bayescale fit runs.csv --law chinchilla --out fit.nc
               bayescale fit curves.csv --law chinchilla --run model --checkpoints logspaced:8
+              bayescale fit runs.csv --law chinchilla --group family --vary E,A --out fit.nc
               bayescale fit runs.csv --law chinchilla --map loss=val_loss --map N=params
               bayescale fit runs.csv --formula "E + A / N**alpha" \\
                   --prior "E=LogNormal(0, 1)" --prior "A=LogNormal(5, 3)" --prior "alpha=Uniform(0.05, 1)"
@@ -77,6 +78,9 @@ def register(subparsers) -> None:
     p.add_argument("--run", metavar="COLUMN",
                    help="column naming the training run of each row (rows = checkpoints of that run)")
     p.add_argument("--group", metavar="COLUMNS", help="comma-separated columns of run groups (family, data mix, ...)")
+    p.add_argument("--vary", metavar="PARAMS",
+                   help="comma-separated law parameters that differ between the groups of --group (one column), "
+                        "partially pooled; the others are shared (e.g. --vary E,A --group family)")
     p.add_argument("--checkpoints", default="all", metavar="all|final|logspaced:K",
                    help="with --run: fit every checkpoint (default), each run's final one, or K log-spaced per run")
     p.add_argument("--calibrate", action="store_true",
@@ -270,7 +274,8 @@ def run_fit(args) -> int:
                  noise=args.noise, mapping=mapping, chains=args.chains, warmup=args.warmup,
                  draws=args.draws, seed=args.seed, target_accept=args.target_accept,
                  max_tree_depth=args.max_tree_depth, reference=reference, retry=args.retry,
-                 progress=args.progress, run=args.run, group=args.group, checkpoints=args.checkpoints)
+                 progress=args.progress, run=args.run, group=args.group, checkpoints=args.checkpoints,
+                 vary=args.vary)
     if args.calibrate:
         from ..evidence.calibration import calibrate
 

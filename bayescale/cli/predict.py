@@ -55,6 +55,15 @@ def _failed(fits) -> list:
 def _fits_arg(p) -> None:
     p.add_argument("fits", nargs="+", metavar="FIT", help="fit file(s) from `bayescale fit --out`; "
                    "several are mixed with stacking weights")
+    p.add_argument("--group", metavar="LEVEL",
+                   help="for a fit pooled over groups (fit --vary): the group to answer for, or 'new' for a "
+                        "group not in the data")
+
+
+def _load_for_group(args) -> list:
+    from ..mixture import for_group
+
+    return for_group(_load(args.fits), args.group)
 
 
 def register(subparsers) -> None:
@@ -136,7 +145,7 @@ def run_predict(args) -> int:
         grid = pd.DataFrame(rows)
     else:
         raise BayescaleError("predict needs points: --at N=7e10,D=1.4e12 (repeatable) or --grid points.csv")
-    fits = _load(args.fits)
+    fits = _load_for_group(args)
     table = predict(fits, grid, prob=probs, target=args.target, warn_beyond=args.warn_beyond)
     text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     note = ("law_* = the law's value (parameter uncertainty); pred_* = a new run's loss (parameters + "
@@ -162,7 +171,7 @@ def run_optimal(args) -> int:
         if plan is None:
             raise BayescaleError("optimal needs --budget FLOPS (repeatable) or --plan N=..,D=..")
         budgets = [6 * plan["N"] * plan["D"]]
-    fits = _load(args.fits)
+    fits = _load_for_group(args)
     n_bounds = None if args.n_min is None and args.n_max is None else (args.n_min, args.n_max)
     alloc = optimal(fits, budgets, max_tokens=args.max_tokens, n_bounds=n_bounds,
                     inference_tokens=args.inference_tokens)
@@ -210,7 +219,7 @@ def run_plot(args) -> int:
     if not out.parent.is_dir():
         raise FitFileError(f"--out {str(out)!r}: directory {str(out.parent)!r} does not exist")
     plan = parse_assignments(args.plan, "--plan") if args.plan else None
-    fits = _load(args.fits)
+    fits = _load_for_group(args)
     if args.kind == "bands":
         fig = plot_bands(fits, plan=plan)
     elif args.kind == "allocation":

@@ -36,24 +36,29 @@ __all__ = ["PRIOR_DRAWS", "PitCheck", "loo_pit", "pit_check", "predictive_groups
 PRIOR_DRAWS = 1000
 
 
-def prior_draws(law, refs: dict, size: int = PRIOR_DRAWS, seed: int = 0) -> dict:
-    """``size`` draws of every parameter and sigma from the priors, natural scale: name -> (size,)."""
+def prior_draws(law, refs: dict, size: int = PRIOR_DRAWS, seed: int = 0, pooling=None) -> dict:
+    """``size`` draws of every parameter and sigma (and a ``pooling``'s sites) from the priors, natural
+    scale: name -> (size,)."""
     from ..sampler import constrained_draws, latent_sites
 
     rng = np.random.default_rng([seed, 2])
     positions = []
-    for prior in latent_sites(law).values():
+    for prior in latent_sites(law, pooling).values():
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             positions.append(prior.unconstrain(prior.sample(rng, size)))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        return constrained_draws(law, np.stack(positions, axis=-1), refs)
+        return constrained_draws(law, np.stack(positions, axis=-1), refs, pooling)
 
 
-def _simulate(law, noise: str, params: dict, inputs: dict, refs: dict, rng) -> np.ndarray:
+def _simulate(law, noise: str, params: dict, inputs: dict, refs: dict, rng, pooling=None) -> np.ndarray:
     """One loss per draw and run: params name -> (..., ) arrays; returns (..., runs)."""
     from ..noise import noise_location, noise_sample, noise_scale
 
     draws = {k: np.asarray(v, float)[..., None] for k, v in params.items()}
+    if pooling is not None:
+        from ..inference.pooling import run_params
+
+        draws = run_params(pooling, draws)
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         location = noise_location(noise, law, draws, xs, xp="numpy")
@@ -66,9 +71,10 @@ def predictive_groups(fit) -> dict:
     seed = int(fit.settings.get("seed", 0) or 0)
     inputs = fit.runs.input_arrays()
     posterior = {k: np.asarray(fit.samples.posterior[k], float) for k in fit.var_names}
-    post = _simulate(fit.law, fit.noise, posterior, inputs, fit.refs, np.random.default_rng([seed, 3]))
-    prior = {k: v[None, :] for k, v in prior_draws(fit.law, fit.refs, PRIOR_DRAWS, seed).items()}
-    prior_pred = _simulate(fit.law, fit.noise, prior, inputs, fit.refs, np.random.default_rng([seed, 4]))
+    pooling = getattr(fit, "pooling", None)
+    post = _simulate(fit.law, fit.noise, posterior, inputs, fit.refs, np.random.default_rng([seed, 3]), pooling)
+    prior = {k: v[None, :] for k, v in prior_draws(fit.law, fit.refs, PRIOR_DRAWS, seed, pooling).items()}
+    prior_pred = _simulate(fit.law, fit.noise, prior, inputs, fit.refs, np.random.default_rng([seed, 4]), pooling)
     return {"posterior_predictive": {"loss": post}, "prior": prior, "prior_predictive": {"loss": prior_pred}}
 
 

@@ -63,20 +63,27 @@ def catalogue_design(card: str) -> pd.DataFrame:
     raise KeyError(f"no SBC design for {card!r}; give a table of the law's inputs")
 
 
-def simulate(law, noise: str, inputs: dict, refs: dict, rng: np.random.Generator):
+def simulate(law, noise: str, inputs: dict, refs: dict, rng: np.random.Generator, pooling=None):
     """One draw of (truth, responses) from the prior predictive of ``law`` with ``noise``.
 
-    ``truth``: every sampled coordinate (site name), every natural parameter and sigma.
+    ``truth``: every sampled coordinate (site name), every natural parameter and sigma, and with a
+    ``pooling`` (:class:`~bayescale.inference.pooling.Pooling`, whose ``index`` gives each run's
+    group) its group scales and offsets; the runs' parameters are then their groups'.
     """
     from ..sampler import latent_sites
 
-    sites = latent_sites(law)
+    sites = latent_sites(law, pooling)
     values = {name: float(prior.sample(rng)) for name, prior in sites.items()}
-    z = [sites[name].unconstrain(values[name]) for name in list(sites)[:-1]]
+    z = [sites[name].unconstrain(values[name]) for name in list(sites)[:len(law.params)]]
     natural = {k: float(v) for k, v in natural_values(law, z, refs).items()}
+    params = dict(natural)
+    if pooling is not None:
+        from .pooling import run_params
+
+        params = run_params(pooling, {k: np.asarray([v], float) for k, v in {**values, **natural}.items()})
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
     with np.errstate(all="ignore"):
-        location = noise_location(noise, law, natural, xs, xp="numpy")
+        location = noise_location(noise, law, params, xs, xp="numpy")
         scale = noise_scale(noise, values["sigma"], refs["loss_ref"])
         y = noise_sample(noise, np.broadcast_to(location, next(iter(xs.values())).shape), scale, rng)
     return {**values, **natural}, np.asarray(y, float)
@@ -138,12 +145,15 @@ class SBC:
 
 
 def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: float = 3.0,
-        noise: str | None = None, thin: int = 99, progress: bool = False, **fit_kwargs) -> SBC:
+        noise: str | None = None, thin: int = 99, progress: bool = False, group: str | None = None,
+        vary=None, **fit_kwargs) -> SBC:
     """Simulation-based calibration of ``law`` on the fixed ``design`` (a table of its inputs).
 
     Each replication ``r`` simulates with ``numpy.random.default_rng([seed, r])`` and fits
     with ``seed=r`` and ``reference={"loss": loss_ref}``; ``fit_kwargs`` go to
-    :func:`bayescale.fit` (default settings otherwise).
+    :func:`bayescale.fit` (default settings otherwise).  ``group`` (a column of ``design``) and
+    ``vary``: the partially pooled model (:mod:`bayescale.inference.pooling`), simulated and fitted
+    with those parameters varying by group; the group scales and offsets are ranked too.
     """
     from ..cards import resolve_law
     from ..errors import ConvergenceWarning, FitRetried
@@ -154,12 +164,20 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
     inputs = {k: design[k].to_numpy(float) for k in law.input_names}
     refs = reference_points(law, inputs, np.ones(1))
     refs["loss_ref"] = float(loss_ref) if law.response.scale else 1.0
-    params = tuple(law.reported_names) + ("sigma",)
+    pooling = None
+    if vary is not None:
+        from .pooling import make_pooling
+
+        pooling = make_pooling(law, design[group].astype(str).tolist(), vary, group)
+        fit_kwargs = {**fit_kwargs, "group": group, "vary": vary}
+    params = tuple(law.reported_names) + ("sigma",) + (() if pooling is None else pooling.site_names)
     rows, problems = [], []
     for r in range(reps):
         rng = np.random.default_rng([seed, r])
-        truth, y = simulate(law, noise, inputs, refs, rng)
+        truth, y = simulate(law, noise, inputs, refs, rng, pooling)
         runs = pd.DataFrame({**inputs, law.response.name: y})
+        if pooling is not None:
+            runs[group] = design[group].astype(str).to_numpy()
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -83,6 +83,8 @@ def _encode(fit) -> bytes:
         meta["structure"] = fit.structure.as_dict()
     if getattr(fit, "calibration", None) is not None:
         meta["calibration"] = fit.calibration.as_dict()
+    if getattr(fit, "pooling", None) is not None:
+        meta["pooling"] = fit.pooling.as_dict()
     attrs = {"inference_library": "numpyro", "bayescale_law": fit.law.name}
     groups = {"posterior": xr.Dataset(
         {k: (("chain", "draw"), np.asarray(fit.samples.posterior[k])) for k in fit.var_names}, coords=coords,
@@ -229,18 +231,19 @@ def _field(meta: dict, key: str, types, what: str = "metadata field"):
 
 
 def _extras(meta: dict) -> dict:
-    """The run structure and the calibration a fit may carry (None when absent)."""
+    """The run structure, the calibration and the pooling a fit may carry (None when absent)."""
     from ..evidence.calibration import Calibration
     from ..evidence.structure import RunStructure
+    from ..inference.pooling import Pooling
 
     out = {}
-    for key, cls in (("structure", RunStructure), ("calibration", Calibration)):
+    for key, cls in (("structure", RunStructure), ("calibration", Calibration), ("pooling", Pooling)):
         value = meta.get(key)
         if value is not None and not isinstance(value, dict):
             raise _Bad(f"metadata field {key!r} must be an object")
         try:
             out[key] = None if value is None else cls.from_dict(value)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _Bad(f"its {key} is not valid ({type(exc).__name__}: {exc})") from None
     return out
 
@@ -379,6 +382,22 @@ def _posterior(f, meta: dict, law) -> dict:
     if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0) or np.any(sigma < lo) or np.any(sigma > hi):
         raise _Bad("sigma has draws that are not finite and positive (inside its prior's support)")
     out["sigma"] = sigma
+    pooling = meta.get("pooling")
+    if pooling is not None:
+        from ..inference.pooling import Pooling
+
+        try:
+            pooling = Pooling.from_dict(pooling)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _Bad(f"its pooling is not valid ({type(exc).__name__}: {exc})") from None
+        if len(pooling.index) != meta["runs"] or any(not 0 <= i < len(pooling.levels) for i in pooling.index):
+            raise _Bad("its pooling's group index does not match its runs")
+        for name, prior in pooling.priors().items():
+            x = _array(f["posterior"], name, shape, "f", "parameter")
+            lo, hi = prior.bounds
+            if not np.all(np.isfinite(x)) or np.any(x < lo) or np.any(x > hi):
+                raise _Bad(f"pooled site {name!r} has draws that are not finite or outside its prior's support")
+            out[name] = x
     return out
 
 

@@ -59,12 +59,10 @@ def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, los
     from .storage.fitfile import STORED_LOG_LIKELIHOOD_MAX
 
     params = {k: np.asarray(v, float)[..., None] for k, v in posterior.items()}
-    per_run = ()
     if pooling is not None:
         from .inference.pooling import run_params
 
-        params = run_params(pooling, params)
-        per_run = pooling.vary
+        params = run_params(pooling, law, params, refs)     # the varying ones per run: (..., runs)
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
     loss = np.asarray(loss, float)
     n = len(loss)
@@ -74,7 +72,7 @@ def pointwise_log_likelihood(law, noise: str, posterior: dict, inputs: dict, los
     for start in range(0, n, chunk):
         part = slice(start, start + chunk)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            here = {k: (v[..., part] if k in per_run else v) for k, v in params.items()}
+            here = {k: (v[..., part] if np.shape(v)[-1] == n else v) for k, v in params.items()}
             location = noise_location(noise, law, here, {k: v[part] for k, v in xs.items()}, xp="numpy")
             out[..., part] = noise_logpdf(noise, loss[part], location, scale)
     return out
@@ -105,7 +103,7 @@ def _references(law, inputs: dict, loss, reference) -> tuple[dict, dict]:
     return refs, source
 
 
-def _pooling(law, frame, structure, vary, n_runs: int):
+def _pooling(law, frame, structure, vary, n_runs: int, offsets: str):
     """The :class:`~bayescale.inference.pooling.Pooling` of ``vary`` over the fit's one group column."""
     from .inference.pooling import make_pooling
 
@@ -119,14 +117,16 @@ def _pooling(law, frame, structure, vary, n_runs: int):
     labels = frame[column]
     if len(labels) != n_runs:
         raise BayescaleError(f"internal: {len(labels)} group labels for {n_runs} runs")
-    return make_pooling(law, labels.tolist(), vary, column)
+    if offsets not in ("centred", "non-centred"):
+        raise BayescaleError(f"offsets must be 'centred' or 'non-centred', got {offsets!r}")
+    return make_pooling(law, labels.tolist(), vary, column, centred=offsets == "centred")
 
 
 def _pooling_start(pooling) -> dict:
     """Start values of the pooled sites: no offsets, a small group scale (the offsets' sampler moves from there)."""
     out = {}
     for name, prior in pooling.priors().items():
-        out[name] = 0.0 if name.startswith("z_") else min(0.1, float(prior.median()))
+        out[name] = min(0.1, float(prior.median())) if name.startswith("tau_") else 0.0
     return out
 
 
@@ -188,7 +188,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
         reference: dict | None = None, retry: bool = True, progress: bool | None = None, run=None, group=None,
-        checkpoints: str = "all", vary=None) -> Fit:
+        checkpoints: str = "all", vary=None, offsets: str = "centred") -> Fit:
     """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
 
     ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
@@ -243,7 +243,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     loss = table.response_array()
     pooling = None
     if vary is not None:
-        pooling = _pooling(law, frame if structure is not None else None, structure, vary, len(table))
+        pooling = _pooling(law, frame if structure is not None else None, structure, vary, len(table), offsets)
     refs, ref_source = _references(law, inputs, loss, reference)
     t_init = time.perf_counter()
     start = quick_optimum(law, noise, inputs, loss, refs, seed=seed)

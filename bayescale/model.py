@@ -126,8 +126,10 @@ def make_model(law: Law, noise: str, pooling=None):
 
             inputs = dict(inputs)
             group = inputs.pop(GROUP_INPUT).astype(jnp.int32)
-            sites = {name: numpyro.sample(name, prior.dist()) for name, prior in pooling.priors().items()}
-            values, logs = apply_offsets(pooling, values, logs, sites, group, jnp)
+            sites = pooling.sample_sites()
+            offsets = {name: jnp.stack([pooling.offset(name, i, sites) for i in range(len(pooling.levels))])[group]
+                       for name in pooling.vary}
+            values, logs = apply_offsets(pooling, law, values, logs, refs, offsets, jnp, "jax")
         location = noise_location(noise, law, values, inputs, logs=logs)
         n = next(iter(inputs.values())).shape[0]
         with numpyro.plate("runs", n), masked(mask=True if mask is None else mask):

@@ -118,7 +118,8 @@ class Fit:
         ``level``: one of :attr:`groups`, or ``"new"`` for a group not in the data (each draw a fresh
         offset from the group-scale posterior, seeded by ``seed``, default the fit's seed).  The
         result is a plain fit that ``predict``, ``optimal``, ``compare`` and the plots accept; its
-        sampled coordinates (e.g. ``L_c``) stay the typical group's.
+        varying parameters, and the natural parameters derived from varying coordinates, are the
+        group's (the group scales and offsets themselves are not in it).
         """
         from .errors import BayescaleError
         from .inference.pooling import group_params
@@ -128,7 +129,7 @@ class Fit:
         p = self.pooling
         i = p.level_index(level)
         seed = int(self.settings.get("seed", 0) or 0) if seed is None else int(seed)
-        params = group_params(p, self.samples.posterior, level, seed=seed)
+        params = group_params(p, self.law, self.samples.posterior, self.refs, level, seed=seed)
         posterior = {k: params[k] for k in list(self.law.reported_names) + ["sigma"]}
         rows = np.arange(len(self.runs)) if i is None else np.flatnonzero(np.asarray(p.index) == i)
         from dataclasses import replace as _replace

@@ -154,6 +154,7 @@ def test_law_without_n_and_d_is_refused():
     x = np.geomspace(1e3, 1e6, 30)
     rng = np.random.default_rng(0)
     runs = pd.DataFrame({"x": x, "loss": (1.0 + 5 * x**-0.3) * np.exp(rng.normal(0, 0.01, x.size))})
-    fit = bs.fit(runs, law="power_law_constant", chains=2, warmup=200, draws=200, progress=False)
+    fit = bs.fit(runs, law="power_law_constant", chains=2, warmup=200, draws=200, progress=False,
+                 retry=False)
     with pytest.raises(bs.BayescaleError, match="needs a law of N and D"):
         bs.optimal(fit, [1e21])

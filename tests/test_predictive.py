@@ -170,7 +170,7 @@ def test_predictive_draws_of_a_bounded_metric_stay_inside_0_1():
     x = np.geomspace(1e6, 1e9, 20)
     acc = 1 / (1 + np.exp(-(np.log(x) - 16))) * 0.9 + 0.05 + 0.01 * rng.standard_normal(20)
     fit = bs.fit(pd.DataFrame({"C": x * 1e12, "accuracy": np.clip(acc, 0.01, 0.99)}), law="sigmoid_metric",
-                 chains=1, warmup=100, draws=100, progress=False)
+                 chains=1, warmup=100, draws=100, progress=False, retry=False)
     assert fit.noise == "normal_logit"
     for group in ("posterior_predictive", "prior_predictive"):
         sims = getattr(fit.idata, group)["loss"].values

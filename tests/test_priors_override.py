@@ -16,7 +16,7 @@ from bayescale.data import pilot_chinchilla
 from bayescale.errors import BayescaleError, CardError, ConvergenceWarning, FitRetried, PriorError
 from bayescale.fitting import retry_settings
 
-QUICK = dict(chains=2, warmup=300, draws=300, seed=3, progress=False)
+QUICK = dict(chains=2, warmup=300, draws=300, seed=3, progress=False, retry=False)   # short: never retried
 
 
 def test_override_replaces_one_prior_and_is_recorded_in_the_card_text():
@@ -73,7 +73,7 @@ def test_cli_prior_with_law_and_unknown_name(tmp_path):
     csv = tmp_path / "runs.csv"
     pilot_chinchilla().to_csv(csv, index=False)
     cmd = [sys.executable, "-m", "bayescale", "fit", str(csv), "--law", "chinchilla", "--chains", "2",
-           "--warmup", "300", "--draws", "300", "--prior", "alpha=Uniform(0.40, 0.45)", "--json"]
+           "--warmup", "300", "--draws", "300", "--no-retry", "--prior", "alpha=Uniform(0.40, 0.45)", "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -162,7 +162,8 @@ def test_prior_sensitivity_separates_identified_from_prior_driven_parameters():
     runs = pilot_chinchilla().assign(U=lambda d: d["D"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f = bayescale.fit(runs, law="data_constrained", chains=2, warmup=500, draws=500, seed=1, progress=False)
+        f = bayescale.fit(runs, law="data_constrained", chains=2, warmup=500, draws=500, seed=1, progress=False,
+                          retry=False)
         at = {"N": np.array([1e10]), "D": np.array([2e11]), "U": np.array([2e11])}
         s = prior_sensitivity(f, factor=2.0, quantities={"loss_at_1e22": lambda g: g.law.mean(
             {k: g.draws(k)[:, None] for k in g.law.param_names}, at, xp="numpy")})

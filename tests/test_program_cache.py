@@ -166,7 +166,7 @@ def test_an_unusable_cache_folder_costs_one_warning_not_a_crash(tmp_path):
     fit_nc = tmp_path / "fit.nc"
     commands = [("laws",), ("show", "chinchilla"),
                 ("fit", runs, "--law", "chinchilla", "--chains", "2", "--warmup", "60", "--draws", "60",
-                 "--out", fit_nc),
+                 "--no-retry", "--out", fit_nc),
                 ("summary", fit_nc), ("predict", fit_nc, "--at", "N=7e10,D=1.4e12"),
                 ("optimal", fit_nc, "--budget", "5.88e23")]
     for argv in commands:

@@ -166,7 +166,7 @@ def _small_table():
 
 def test_same_seed_gives_bit_identical_draws():
     table = _small_table()
-    kwargs = dict(law="chinchilla", chains=2, warmup=200, draws=200, progress=False)
+    kwargs = dict(law="chinchilla", chains=2, warmup=200, draws=200, progress=False, retry=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bayescale.ConvergenceWarning)
         first = bayescale.fit(table, seed=7, **kwargs)

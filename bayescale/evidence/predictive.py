@@ -47,7 +47,8 @@ def prior_draws(law, refs: dict, size: int = PRIOR_DRAWS, seed: int = 0, pooling
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             positions.append(prior.unconstrain(prior.sample(rng, size)))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        return constrained_draws(law, np.stack(positions, axis=-1), refs, pooling)
+        draws = constrained_draws(law, np.stack(positions, axis=-1), refs, pooling)
+    return draws if pooling is None else pooling.from_standard(draws)
 
 
 def _simulate(law, noise: str, params: dict, inputs: dict, refs: dict, rng, pooling=None) -> np.ndarray:
@@ -58,7 +59,7 @@ def _simulate(law, noise: str, params: dict, inputs: dict, refs: dict, rng, pool
     if pooling is not None:
         from ..inference.pooling import run_params
 
-        draws = run_params(pooling, draws)
+        draws = run_params(pooling, law, draws, refs)
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         location = noise_location(noise, law, draws, xs, xp="numpy")

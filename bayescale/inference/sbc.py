@@ -74,13 +74,15 @@ def simulate(law, noise: str, inputs: dict, refs: dict, rng: np.random.Generator
 
     sites = latent_sites(law, pooling)
     values = {name: float(prior.sample(rng)) for name, prior in sites.items()}
+    if pooling is not None:
+        values = pooling.from_standard(values)
     z = [sites[name].unconstrain(values[name]) for name in list(sites)[:len(law.params)]]
     natural = {k: float(v) for k, v in natural_values(law, z, refs).items()}
     params = dict(natural)
     if pooling is not None:
         from .pooling import run_params
 
-        params = run_params(pooling, {k: np.asarray([v], float) for k, v in {**values, **natural}.items()})
+        params = run_params(pooling, law, {k: np.asarray([v], float) for k, v in {**values, **natural}.items()}, refs)
     xs = {k: np.asarray(v, float) for k, v in inputs.items()}
     with np.errstate(all="ignore"):
         location = noise_location(noise, law, params, xs, xp="numpy")

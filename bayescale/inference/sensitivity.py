@@ -106,7 +106,7 @@ def prior_sensitivity(fit, factor: float = 2.0, quantities: dict | None = None, 
         wide = fit_law(runs, law=wide_law, noise=fit.noise, chains=s["chains"], warmup=s["warmup"],
                        draws=s["draws"], seed=s["seed"], target_accept=s["target_accept"],
                        dense_mass=s["dense_mass"], max_tree_depth=s["max_tree_depth"],
-                       reference=reference or None, progress=progress)
+                       reference=reference or None, retry=s.get("retry", True), progress=progress)
     funcs = {name: (lambda f, n=name: f.draws(n)) for name in list(law.param_names) + ["sigma"]}
     funcs.update(quantities or {})
     rows = []

@@ -33,7 +33,7 @@ from .result import Fit, Samples
 from .runs import prepare_runs
 from .sampler import run_chains
 
-__all__ = ["fit", "retry_settings"]
+__all__ = ["fit", "retry_form", "retry_settings"]
 
 def _versions() -> dict:
     out = {"python": sys.version.split()[0]}
@@ -122,10 +122,22 @@ def _pooling(law, frame, structure, vary, n_runs: int, offsets: str):
     return make_pooling(law, labels.tolist(), vary, column, centred=offsets == "centred")
 
 
+def retry_form(pooling, diagnostics):
+    """The form of the group offsets for a second attempt: divergences of a centred fit are the funnel
+    between a small group scale and offsets the data do not pin down (non-centred removes it); slow
+    mixing of a non-centred fit without divergences is the reverse funnel of offsets the data do pin
+    down (centred removes it).  Otherwise the same form."""
+    if pooling.centred and diagnostics.divergences > 0:
+        return pooling.with_form(False)
+    if not pooling.centred and diagnostics.divergences == 0:
+        return pooling.with_form(True)
+    return pooling
+
+
 def _pooling_start(pooling) -> dict:
     """Start values of the pooled sites: no offsets, a small group scale (the offsets' sampler moves from there)."""
     out = {}
-    for name, prior in pooling.priors().items():
+    for name, prior in pooling.priors().items():       # the sampled sites
         out[name] = min(0.1, float(prior.median())) if name.startswith("tau_") else 0.0
     return out
 
@@ -156,7 +168,7 @@ def retry_settings(diagnostics, run: dict) -> dict:
 
 def _describe(changed: dict) -> str:
     names = {"target_accept": "target acceptance", "max_tree_depth": "max tree depth",
-             "warmup": "warm-up", "draws": "draws per chain"}
+             "warmup": "warm-up", "draws": "draws per chain", "offsets": "group offsets"}
     return ", ".join(f"{names.get(k, k)} {v}" for k, v in changed.items())
 
 
@@ -265,11 +277,18 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     if not diagnostics.passed and retry:
         again = retry_settings(diagnostics, run)
         first = diagnostics
+        form = pooling
+        if pooling is not None:
+            form = retry_form(pooling, diagnostics)
+            start = {k: v for k, v in start.items() if k not in pooling.priors()} | _pooling_start(form)
         samples, diagnostics, method, t_run = _sample(law, noise, start, sample_inputs, refs, loss, again, progress,
-                                                      pooling)
+                                                      form)
         retried = {"first_attempt": {k: run[k] for k in again}, "first_problems": list(first.problems),
                    "changed": {k: again[k] for k in again if again[k] != run[k]}}
-        run = again
+        if form is not pooling:
+            retried["first_attempt"]["offsets"] = "centred" if pooling.centred else "non-centred"
+            retried["changed"]["offsets"] = "centred" if form.centred else "non-centred"
+        run, pooling = again, form
         warnings.warn(f"the first fit of {law.name!r} failed the diagnostics gate ({'; '.join(first.problems)}); "
                       f"refitted once with {_describe(retried['changed'])}: "
                       + ("passed" if diagnostics.passed else "failed again"), FitRetried, stacklevel=2)

@@ -127,6 +127,7 @@ def make_model(law: Law, noise: str, pooling=None):
             inputs = dict(inputs)
             group = inputs.pop(GROUP_INPUT).astype(jnp.int32)
             sites = pooling.sample_sites()
+            sites = pooling.reported(sites)
             offsets = {name: jnp.stack([pooling.offset(name, i, sites) for i in range(len(pooling.levels))])[group]
                        for name in pooling.vary}
             values, logs = apply_offsets(pooling, law, values, logs, refs, offsets, jnp, "jax")

@@ -247,8 +247,9 @@ def constrained_draws(law, positions: np.ndarray, refs: dict, pooling=None) -> d
     out = natural_values(law, [positions[..., i] for i in range(k)], refs)
     out["sigma"] = law.sigma_prior.constrain(positions[..., k])
     if pooling is not None:
-        for j, (name, prior) in enumerate(pooling.priors().items()):
-            out[name] = prior.constrain(positions[..., k + 1 + j])
+        sampled = {name: prior.constrain(positions[..., k + 1 + j]) for j, (name, prior) in
+                   enumerate(pooling.priors().items())}
+        out.update(pooling.reported(sampled))
     return out
 
 

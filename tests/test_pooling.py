@@ -224,7 +224,7 @@ def test_the_sampled_model_and_the_numpy_likelihood_agree_when_coordinates_vary(
     scales = scale_values(law, {q.name: post[q.name] for q in law.params if q.scale is None}, f.refs, xp="numpy")
     sites = {(q.name if q.scale is None else hat_name(q.name)):
              (post[q.name] if q.scale is None else post[q.name] / scales[q.name]) for q in law.params}
-    sites |= {k: post[k] for k in ["sigma", *p.site_names]}
+    sites |= {k: post[k] for k in ["sigma", *p.site_names]}      # centred: the sampled sites are tau and u
     inputs = {**f.runs.input_arrays(), GROUP_INPUT: np.asarray(p.index, float)}
     ll = log_likelihood(make_model(law, f.noise, p), {k: jnp.asarray(v) for k, v in sites.items()},
                         {k: jnp.asarray(v, jnp.float32) for k, v in inputs.items()},
@@ -235,3 +235,34 @@ def test_the_sampled_model_and_the_numpy_likelihood_agree_when_coordinates_vary(
     y = f.group("y")
     np.testing.assert_allclose(y.draws("E"), y.draws("f_E") * (f.draws("L_c") * np.exp(f.draws("u_L_c_1"))),
                                rtol=1e-6)
+
+
+def test_command_line_fits_a_pooled_law_and_answers_per_group(pooled, tmp_path):
+    import contextlib
+    import io
+    import json
+
+    from bayescale.cli import main
+
+    def run(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv])
+        return code, out.getvalue(), err.getvalue()
+
+    csv = tmp_path / "fam.csv"
+    families().to_csv(csv, index=False)
+    code, out, err = run("fit", csv, "--law", "power_law_constant", "--group", "fam", "--vary", "E", "--chains", "2",
+                         "--warmup", "200", "--draws", "200", "--no-retry", "--no-progress", "--json")
+    assert code in (0, 3), err
+    report = json.loads(out)
+    assert report["pooling"]["vary"] == ["E"] and report["pooling"]["levels"] == ["a", "b", "c", "d"]
+    nc = pooled.save(tmp_path / "pooled.nc")
+    code, out, err = run("predict", nc, "--at", "x=1e9", "--group", "c", "--json")
+    assert code == 0, err
+    c = json.loads(out)["predictions"][0]
+    code, out, err = run("predict", nc, "--at", "x=1e9", "--group", "new", "--json")
+    new = json.loads(out)["predictions"][0]
+    assert new["pred_upper_90"] - new["pred_lower_90"] > 2 * (c["pred_upper_90"] - c["pred_lower_90"])
+    code, out, err = run("predict", nc, "--at", "x=1e9")
+    assert code == 2 and "pooled over 4 groups of 'fam'" in err and "Traceback" not in err

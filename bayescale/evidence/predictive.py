@@ -43,12 +43,14 @@ def prior_draws(law, refs: dict, size: int = PRIOR_DRAWS, seed: int = 0, pooling
 
     rng = np.random.default_rng([seed, 2])
     positions = []
-    for prior in latent_sites(law, pooling).values():
+    for prior in latent_sites(law).values():
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             positions.append(prior.unconstrain(prior.sample(rng, size)))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        draws = constrained_draws(law, np.stack(positions, axis=-1), refs, pooling)
-    return draws if pooling is None else pooling.from_standard(draws)
+        draws = constrained_draws(law, np.stack(positions, axis=-1), refs)
+    if pooling is not None:
+        draws.update(pooling.from_standard({name: prior.sample(rng, size) for name, prior in pooling.priors().items()}))
+    return draws
 
 
 def _simulate(law, noise: str, params: dict, inputs: dict, refs: dict, rng, pooling=None) -> np.ndarray:

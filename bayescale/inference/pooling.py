@@ -79,22 +79,28 @@ class Pooling:
     def tau(self, name: str) -> str:
         return f"tau_{name}"
 
+    def u(self, name: str, i: int) -> str:
+        """The posterior's name of group ``i``'s offset of ``name``: ``u_<P>_<i>``."""
+        return f"u_{name}_{i}"
+
     def z(self, name: str, i: int) -> str:
-        """The site of group ``i``'s offset: ``u_<P>_<i>`` or, non-centred, ``z_<P>_<i>`` (standardised)."""
+        """The sampled site of group ``i``'s offset: ``u_<P>_<i>`` or, non-centred, ``z_<P>_<i>`` (standardised)."""
         return f"{'u' if self.centred else 'z'}_{name}_{i}"
 
     @property
     def site_names(self) -> tuple[str, ...]:
-        """The sampled sites pooling adds, in the order of the position vector (after the law's and sigma)."""
+        """What pooling adds to the posterior: each group scale ``tau_<P>`` and offsets ``u_<P>_<i>``
+        (whichever form was sampled)."""
         out = []
         for name in self.vary:
             out.append(self.tau(name))
-            out += [self.z(name, i) for i in range(len(self.levels))]
+            out += [self.u(name, i) for i in range(len(self.levels))]
         return tuple(out)
 
     def priors(self) -> dict:
-        """Site name -> Prior, in :attr:`site_names` order.  The offsets' entry is Normal(0, 1): their
-        prior when non-centred, and their (identity) bijection either way."""
+        """Sampled site name -> Prior, in the order of the position vector (after the law's and sigma).
+        The offsets' entry is Normal(0, 1): their prior when non-centred, and their (identity)
+        bijection either way."""
         normal = parse_prior("Normal(0, 1)")
         out = {}
         for name, scale in zip(self.vary, self.scales):
@@ -102,10 +108,24 @@ class Pooling:
             out.update({self.z(name, i): normal for i in range(len(self.levels))})
         return out
 
-    def offset(self, name: str, i, sites: dict):
-        """Group ``i``'s offset of ``name`` (on its transformed scale) from the sites' values."""
-        value = sites[self.z(name, i)]
-        return value if self.centred else sites[self.tau(name)] * value
+    def offset(self, name: str, i, values: dict):
+        """Group ``i``'s offset of ``name`` (on its transformed scale) from the posterior's values."""
+        return values[self.u(name, i)]
+
+    def reported(self, sampled: dict) -> dict:
+        """The sampled sites' values -> the posterior's: ``tau_<P>`` and ``u_<P>_<i>``."""
+        out = {}
+        for name in self.vary:
+            tau = out[self.tau(name)] = sampled[self.tau(name)]
+            for i in range(len(self.levels)):
+                z = sampled[self.z(name, i)]
+                out[self.u(name, i)] = z if self.centred else tau * z
+        return out
+
+    def with_form(self, centred: bool) -> "Pooling":
+        from dataclasses import replace
+
+        return replace(self, centred=bool(centred))
 
     def sample_sites(self) -> dict:
         """Sample the pooled sites inside a NumPyro model: site name -> value."""
@@ -121,14 +141,13 @@ class Pooling:
         return out
 
     def from_standard(self, values: dict) -> dict:
-        """Sites drawn independently from :meth:`priors` (offsets standard normal) -> draws of the model's
-        joint prior: centred offsets become ``tau * z``."""
-        if not self.centred:
-            return values
-        out = dict(values)
+        """Sites drawn independently from :meth:`priors` (offsets standard normal, whatever the form)
+        -> draws of the model's joint prior under the posterior's names (``u = tau * z``)."""
+        out = {k: v for k, v in values.items() if k not in self.priors()}
         for name in self.vary:
+            tau = out[self.tau(name)] = values[self.tau(name)]
             for i in range(len(self.levels)):
-                out[self.z(name, i)] = values[self.tau(name)] * values[self.z(name, i)]
+                out[self.u(name, i)] = tau * values[self.z(name, i)]
         return out
 
     def level_index(self, level) -> int | None:

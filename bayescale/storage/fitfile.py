@@ -392,9 +392,13 @@ def _posterior(f, meta: dict, law) -> dict:
             raise _Bad(f"its pooling is not valid ({type(exc).__name__}: {exc})") from None
         if len(pooling.index) != meta["runs"] or any(not 0 <= i < len(pooling.levels) for i in pooling.index):
             raise _Bad("its pooling's group index does not match its runs")
-        for name, prior in pooling.priors().items():
+        from ..priors import parse_prior
+
+        bounds = {**{pooling.tau(n): parse_prior(s).bounds for n, s in zip(pooling.vary, pooling.scales)},
+                  **{u: (-np.inf, np.inf) for u in pooling.site_names if u.startswith("u_")}}
+        for name in pooling.site_names:
             x = _array(f["posterior"], name, shape, "f", "parameter")
-            lo, hi = prior.bounds
+            lo, hi = bounds[name]
             if not np.all(np.isfinite(x)) or np.any(x < lo) or np.any(x > hi):
                 raise _Bad(f"pooled site {name!r} has draws that are not finite or outside its prior's support")
             out[name] = x

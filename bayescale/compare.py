@@ -69,6 +69,8 @@ class Comparison:
     response: str
     k_threshold: float = K_THRESHOLD
     timings: dict = field(default_factory=dict)
+    by: str | None = None        # the unit left out: None (a row), or "run", "group", a group column
+    n_units: int | None = None
 
     @property
     def best(self) -> str:
@@ -97,6 +99,7 @@ class Comparison:
         for name, row in self.table.iterrows():
             rows.append({"name": str(name), **{k: _jsonable(v) for k, v in row.items()}})
         return {"method": "PSIS-LOO (WAIC secondary)", "n_runs": self.n_runs, "response": self.response,
+                "left_out": "row" if self.by is None else self.by, "n_units": self.n_units or self.n_runs,
                 "k_threshold": self.k_threshold, "best": self.best, "verdict": self.verdict(),
                 "fits": rows, "refitted_runs": {k: list(map(int, v)) for k, v in self.refitted.items()},
                 "notes": list(self.notes), "timings": {k: float(v) for k, v in self.timings.items()}}
@@ -108,7 +111,8 @@ class Comparison:
                                                  "elpd_waic": "waic*"})
         fmt = {c: (lambda v: f"{v:.2f}") for c in ("elpd_loo", "se", "p_loo", "elpd_diff", "dse", "waic*")}
         fmt["weight"] = lambda v: f"{v:.3f}"
-        lines = [f"Model comparison by PSIS-LOO on {self.n_runs} runs of {self.response!r} "
+        unit = "" if self.by is None else f", leaving out one {self.by} at a time ({self.n_units} of them)"
+        lines = [f"Model comparison by PSIS-LOO on {self.n_runs} runs of {self.response!r}{unit} "
                  "(elpd: higher is better; weight: stacking)",
                  shown.to_string(formatters=fmt),
                  "* waic = elpd_waic, a secondary check; use elpd_loo.",
@@ -261,14 +265,43 @@ def _bad_note(name: str, bad, k, threshold: float, refit: bool, noise: str) -> s
             f"K-fold cross-validation{robust}")
 
 
+def _unit_idata(fit, codes: np.ndarray, n_units: int):
+    """An InferenceData whose log-likelihood is summed over the rows of each unit: (chain, draw, unit)."""
+    ll = np.asarray(fit.log_likelihood, float)
+    grouped = np.zeros(ll.shape[:2] + (n_units,))
+    np.add.at(grouped, (slice(None), slice(None), codes), ll)
+    return azstats.from_arrays({"sigma": np.asarray(fit.samples.posterior["sigma"], float)}, {"loss": grouped},
+                               {"loss": np.zeros(n_units)}, {}, {}, attrs={})
+
+
+def _units(fits, by: str):
+    """Each row's unit code (0..U-1, in order of first appearance) for leaving out a whole ``by``."""
+    labels = []
+    for f in fits:
+        if f.structure is None:
+            raise BayescaleError(f"by={by!r} needs fits made with run=... or group=... (CLI --run/--group); "
+                                 f"the fit of {f.law.name!r} has no run or group columns")
+        labels.append(tuple(f.structure.labels(by)))
+    if any(lab != labels[0] for lab in labels[1:]):
+        raise BayescaleError(f"the fits do not assign the runs to the same {by}s; compare fits of the same table")
+    codes, uniques = pd.factorize(pd.Series(labels[0]))
+    return np.asarray(codes), len(uniques)
+
+
 def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float = K_THRESHOLD,
-            reloo_settings: dict | None = None) -> Comparison:
+            reloo_settings: dict | None = None, by: str | None = None) -> Comparison:
     """Compare two or more fits of the same runs by PSIS-LOO (see the module docstring).
 
     ``reloo``: replace PSIS values of runs with Pareto k > ``k_threshold`` by
     exact leave-one-out refits; ``None`` (default) does so when a fit has at
     most 5 such runs, ``True`` always, ``False`` never.  ``reloo_settings``
     overrides the refits' sampler settings (default 2 chains, 500 + 500).
+    ``by``: leave out a whole unit at a time instead of a row: ``"run"`` (every checkpoint of one
+    training run: pointwise LOO over checkpoints of one curve mostly measures interpolation along
+    it), ``"group"`` (the fits' one group column: how well a new group is predicted) or a group
+    column's name.  The log-likelihood is summed over each unit's rows and PSIS runs on those
+    sums; exact refits are not made for units (a unit with Pareto k > ``k_threshold`` is noted).
+    Fits pooled over groups (``vary=``) are compared this way too.
     """
     import time
 
@@ -282,13 +315,17 @@ def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float =
     t0 = time.perf_counter()
     rows, pointwise, kvals, refitted, notes = [], {}, {}, {}, []
     t_refit = 0.0
+    codes, n_units = (None, None) if by is None else _units(fits, by)
     for f, name in zip(fits, names):
-        lo = azstats.loo(f.idata)
-        wa = azstats.waic(f.idata)
+        data = f.idata if by is None else _unit_idata(f, codes, n_units)
+        lo = azstats.loo(data)
+        wa = azstats.waic(data)
         k = lo["pareto_k"]
         bad = np.flatnonzero(k > k_threshold)
         loo_i = lo["pointwise"].copy()
-        do_refit = len(bad) > 0 and (reloo is True or (reloo is None and len(bad) <= RELOO_MAX_AUTO))
+        # exact refits: one row at a time only, and not for a pooled fit (its refit would need the groups)
+        can_refit = by is None and f.pooling is None
+        do_refit = can_refit and len(bad) > 0 and (reloo is True or (reloo is None and len(bad) <= RELOO_MAX_AUTO))
         if do_refit:
             t1 = time.perf_counter()
             failed = []
@@ -302,7 +339,12 @@ def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float =
                              "failed the diagnostics gate, so those values are approximate; raise "
                              "reloo_settings draws for more precision")
             refitted[name] = tuple(int(i) for i in bad)
-        if len(bad):
+        if len(bad) and not can_refit:
+            what = f"{by}s" if by is not None else "runs"
+            notes.append(f"{name}: {len(bad)} {what} have Pareto k > {k_threshold:g} (max {float(k.max()):.2f}), so "
+                         f"PSIS-LOO is unreliable for them; exact refits are not made "
+                         + ("when leaving out whole units" if by is not None else "for a fit pooled over groups"))
+        elif len(bad):
             notes.append(_bad_note(name, bad, k, k_threshold, do_refit, f.noise))
         if not f.diagnostics.passed:
             notes.append(f"{name}: the fit failed the diagnostics gate ({'; '.join(f.diagnostics.problems)}); "
@@ -333,7 +375,7 @@ def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float =
     timings = {"total_s": time.perf_counter() - t0, "refit_s": t_refit}
     return Comparison(table=table, pointwise=pointwise, pareto_k=kvals, refitted=refitted,
                       notes=tuple(notes), n_runs=len(fits[0].runs), response=fits[0].runs.response,
-                      k_threshold=float(k_threshold), timings=timings)
+                      k_threshold=float(k_threshold), timings=timings, by=by, n_units=n_units)
 
 
 def stacking_weights(fits, names=None) -> np.ndarray:

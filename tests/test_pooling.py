@@ -266,3 +266,21 @@ def test_command_line_fits_a_pooled_law_and_answers_per_group(pooled, tmp_path):
     assert new["pred_upper_90"] - new["pred_lower_90"] > 2 * (c["pred_upper_90"] - c["pred_lower_90"])
     code, out, err = run("predict", nc, "--at", "x=1e9")
     assert code == 2 and "pooled over 4 groups of 'fam'" in err and "Traceback" not in err
+
+
+def test_compare_leaves_out_whole_groups(pooled):
+    """Leave-one-group-out PSIS-LOO sums each group's rows; a shared-E fit of groups whose E differs by up to
+    25% predicts held-out rows far worse than the pooled fit, by rows and by groups."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shared = bs.fit(families(), law="power_law_constant", group="fam", seed=1, chains=2, warmup=300, draws=300,
+                        retry=False, progress=False)
+        rows = bs.compare([pooled, shared], names=["pooled", "shared"])
+        groups = bs.compare([pooled, shared], names=["pooled", "shared"], by="group")
+    assert rows.best == groups.best == "pooled"
+    assert groups.n_units == 4 and groups.as_dict()["left_out"] == "group" and len(groups.pointwise["pooled"]) == 4
+    assert "leaving out one group at a time (4 of them)" in str(groups)
+    # the units' elpds are sums over their rows' log-likelihoods, not the rows' own LOO values
+    assert not np.isclose(groups.table.loc["pooled", "elpd_loo"], rows.table.loc["pooled", "elpd_loo"])
+    with pytest.raises(BayescaleError, match="by='run' needs a fit with a run column"):
+        bs.compare([pooled, shared], by="run")

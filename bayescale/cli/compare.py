@@ -66,6 +66,9 @@ def register(subparsers) -> None:
     p.add_argument("--reloo", action=argparse.BooleanOptionalAction, default=None,
                    help="exact leave-one-out refits for runs with Pareto k > 0.7 (default: when a fit "
                         "has at most 5 such runs)")
+    p.add_argument("--leave-out", dest="leave_out", metavar="run|group|COLUMN",
+                   help="leave out one whole training run (run column) or group at a time instead of one row "
+                        "(fit files made with --run / --group)")
     _sampler_options(p, chains=4, warmup=1000, draws=1000)
     p.set_defaults(func=run_compare)
 
@@ -193,7 +196,7 @@ def run_compare(args) -> int:
 
     plot = _plot_path(args.plot, args.force)
     fits = _fits_for_compare(args)
-    result = compare(fits, names=_list(args.names), reloo=args.reloo)
+    result = compare(fits, names=_list(args.names), reloo=args.reloo, by=args.leave_out)
     _emit_with_plot(args, result, plot, "plot_compare")
     return gate_status(args, [f for f in fits if not f.diagnostics.passed])
 

@@ -61,6 +61,26 @@ class RunStructure:
     n_runs: int | None
     n_groups: dict
     run_ids: tuple | None = None
+    group_ids: dict | None = None        # group column -> the label of every kept row
+
+    def labels(self, by: str) -> tuple:
+        """Every kept row's unit for ``by``: ``"run"`` (the run column), ``"group"`` (the one group
+        column) or a group column's name."""
+        from ..errors import BayescaleError
+
+        if by == "run":
+            if self.run_ids is None:
+                raise BayescaleError("by='run' needs a fit with a run column (run=..., CLI --run COL)")
+            return self.run_ids
+        if by == "group":
+            if len(self.groups) != 1:
+                raise BayescaleError(f"by='group' needs exactly one group column; the fit has {list(self.groups)}: "
+                                     "name one")
+            by = self.groups[0]
+        if not self.group_ids or by not in self.group_ids:
+            raise BayescaleError(f"{by!r} is not a run or group column of the fit (run {self.run!r}, groups "
+                                 f"{list(self.groups)})")
+        return self.group_ids[by]
 
     @property
     def max_checkpoints(self) -> int | None:
@@ -72,14 +92,18 @@ class RunStructure:
         return {"run": self.run, "groups": list(self.groups), "checkpoints": self.checkpoints,
                 "rows_given": self.rows_given, "rows_kept": self.rows_kept, "n_runs": self.n_runs,
                 "n_groups": dict(self.n_groups),
-                "run_ids": None if self.run_ids is None else [str(r) for r in self.run_ids]}
+                "run_ids": None if self.run_ids is None else [str(r) for r in self.run_ids],
+                "group_ids": None if self.group_ids is None else {k: [str(v) for v in vals]
+                                                                  for k, vals in self.group_ids.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunStructure":
         ids = d.get("run_ids")
         return cls(run=d.get("run"), groups=tuple(d.get("groups", ())), checkpoints=d.get("checkpoints", "all"),
                    rows_given=int(d["rows_given"]), rows_kept=int(d["rows_kept"]), n_runs=d.get("n_runs"),
-                   n_groups=dict(d.get("n_groups", {})), run_ids=None if ids is None else tuple(ids))
+                   n_groups=dict(d.get("n_groups", {})), run_ids=None if ids is None else tuple(ids),
+                   group_ids=None if d.get("group_ids") is None else
+                   {str(k): tuple(map(str, v)) for k, v in d["group_ids"].items()})
 
 
 def parse_checkpoints(value) -> tuple[str, int | None]:
@@ -237,7 +261,8 @@ def structure_runs(data: pd.DataFrame, law, *, run=None, group=None, checkpoints
     structure = RunStructure(run=run_col, groups=group_cols, checkpoints=checkpoints if how == "all" else
                              (how if k is None else f"{how}:{k}"), rows_given=rows_given, rows_kept=len(frame),
                              n_runs=None if runs is None else int(runs.nunique()), n_groups=n_groups,
-                             run_ids=None if runs is None else tuple(runs))
+                             run_ids=None if runs is None else tuple(runs),
+                             group_ids={g: tuple(v.astype(str)) for g, v in groups.items()} or None)
     return frame, structure
 
 

@@ -117,9 +117,9 @@ def _pooling(law, frame, structure, vary, n_runs: int, offsets: str):
     labels = frame[column]
     if len(labels) != n_runs:
         raise BayescaleError(f"internal: {len(labels)} group labels for {n_runs} runs")
-    if offsets not in ("centred", "non-centred"):
-        raise BayescaleError(f"offsets must be 'centred' or 'non-centred', got {offsets!r}")
-    return make_pooling(law, labels.tolist(), vary, column, centred=offsets == "centred")
+    if offsets not in ("auto", "centred", "non-centred"):
+        raise BayescaleError(f"offsets must be 'auto', 'centred' or 'non-centred', got {offsets!r}")
+    return make_pooling(law, labels.tolist(), vary, column, centred=offsets != "non-centred")
 
 
 def retry_form(pooling, diagnostics):
@@ -200,7 +200,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
         reference: dict | None = None, retry: bool = True, progress: bool | None = None, run=None, group=None,
-        checkpoints: str = "all", vary=None, offsets: str = "centred") -> Fit:
+        checkpoints: str = "all", vary=None, offsets: str = "auto") -> Fit:
     """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
 
     ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
@@ -227,7 +227,10 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     ``vary``: law parameters that differ between the groups of the one ``group`` column, partially
     pooled (``["E", "A"]``, or ``{"E": "HalfNormal(0.1)"}`` to state a group scale's prior; see
     :mod:`bayescale.inference.pooling`); the others are shared.  ``fit.group(level)`` is then the fit
-    of one group, ``fit.group("new")`` that of a group not in the data.
+    of one group, ``fit.group("new")`` that of a group not in the data.  ``offsets``: the group
+    offsets' form, ``"centred"``, ``"non-centred"`` or ``"auto"`` (default: centred when the data pin
+    the offsets down more tightly than their prior, see
+    :func:`~bayescale.inference.pooling.data_pin_offsets`; a failed gate retries in the other form).
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
@@ -259,7 +262,12 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     refs, ref_source = _references(law, inputs, loss, reference)
     t_init = time.perf_counter()
     start = quick_optimum(law, noise, inputs, loss, refs, seed=seed)
-    check_law_finite(law, noise, {**start.pop("_natural"), "sigma": start["sigma"]}, inputs, loss, refs)
+    natural = start.pop("_natural")
+    check_law_finite(law, noise, {**natural, "sigma": start["sigma"]}, inputs, loss, refs)
+    if pooling is not None and offsets == "auto":
+        from .inference.pooling import data_pin_offsets
+
+        pooling = pooling.with_form(data_pin_offsets(pooling, law, noise, natural, inputs, loss, refs))
     t_init = time.perf_counter() - t_init
 
     progress = progress is not False

@@ -284,3 +284,24 @@ def test_compare_leaves_out_whole_groups(pooled):
     assert not np.isclose(groups.table.loc["pooled", "elpd_loo"], rows.table.loc["pooled", "elpd_loo"])
     with pytest.raises(BayescaleError, match="by='run' needs a fit with a run column"):
         bs.compare([pooled, shared], by="run")
+
+
+def test_the_offsets_form_follows_how_well_the_data_pin_the_groups():
+    """1% noise and 10 runs per group pin each group's offset (its standard error ~0.01 against the
+    group scale's prior median 0.2): centred.  60% noise and 3 runs per group (standard error ~0.45):
+    the prior is tighter than the data, non-centred."""
+    from bayescale.inference.pooling import data_pin_offsets
+    from bayescale.model import reference_points
+
+    law = bs.load_law("power_law_constant")
+    natural = {"E": 1.8, "A": 40.0, "alpha": 0.3}
+    for noise_sd, per_group, centred in ((0.01, 10, True), (0.6, 3, False)):
+        rng = np.random.default_rng(0)
+        x = np.tile(np.logspace(6, 8.5, per_group), 4)
+        y = (1.8 + 40 * x ** -0.3) * np.exp(noise_sd * rng.standard_normal(x.size))
+        labels = np.repeat(list("abcd"), per_group)
+        p = make_pooling(law, labels, ["E"], "fam")
+        refs = reference_points(law, {"x": x}, y)
+        scope = {**natural, "L_c": 1.8 + 40 * refs["x_ref"] ** -0.3}
+        scope["f_E"] = 1.8 / scope["L_c"]
+        assert data_pin_offsets(p, law, law.noise, scope, {"x": x}, y, refs) is centred

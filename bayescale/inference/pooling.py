@@ -28,13 +28,16 @@ exponent).  HalfNormal(0.3) on the scale of an offset: its median 0.2 says a
 group's parameter typically lies within about 20% of the typical group's (on
 the transformed scale), and 97.5% of its mass lies below 0.67.
 
-Offsets are **centred** by default (the sampler moves ``u`` itself): scaling-law
-groups usually have several runs each with little noise, which pins each
-group's offset, and the non-centred form ``u = tau * z`` then makes a funnel
-between ``tau`` and every ``z`` (measured on 4 simulated families of 10 runs,
-1% noise: 70-120 leapfrog steps per draw and ESS below 400, against 10 steps
-and ESS above 1000 centred).  ``offsets="non-centred"`` is the form for groups
-with few or noisy runs.
+The offsets' form is chosen from the data (``offsets="auto"``,
+:func:`data_pin_offsets`): **centred** (the sampler moves ``u`` itself) when
+the data pin each group's offset down more tightly than its prior does, as
+for groups of several low-noise runs, where the non-centred form ``u = tau *
+z`` makes a funnel between ``tau`` and every ``z`` (measured on 4 simulated
+families of 10 runs, 1% noise: 70-120 leapfrog steps per draw and ESS below
+400, against 10 steps and ESS above 1000 centred); **non-centred** otherwise,
+where centred offsets meet the funnel of a small ``tau`` (divergences).  A
+fit that fails the gate retries in the other form when its failure points
+there (:func:`bayescale.fitting.retry_form`).
 
 The sampled sites ``tau_P`` and ``u_P_<i>`` (``z_P_<i>`` non-centred; ``i``
 indexing :attr:`Pooling.levels`) are scalars in the posterior beside the
@@ -53,8 +56,8 @@ import numpy as np
 from ..errors import BayescaleError
 from ..priors import parse_prior
 
-__all__ = ["DEFAULT_GROUP_SCALE", "GROUP_INPUT", "NEW_GROUP", "Pooling", "apply_offsets", "group_params",
-           "make_pooling", "run_params"]
+__all__ = ["DEFAULT_GROUP_SCALE", "GROUP_INPUT", "NEW_GROUP", "Pooling", "apply_offsets", "data_pin_offsets",
+           "group_params", "make_pooling", "run_params"]
 
 DEFAULT_GROUP_SCALE = "HalfNormal(0.3)"
 #: the name under which the runs' group index travels with the inputs into the model (not a column name)
@@ -253,6 +256,53 @@ def make_pooling(law, labels, vary, column: str, centred: bool = True) -> Poolin
     where = {v: i for i, v in enumerate(levels)}
     return Pooling(column=column, levels=levels, index=tuple(where[v] for v in labels), vary=tuple(names),
                    scales=tuple(scales), kinds=tuple(kinds), stages=tuple(stages), centred=bool(centred))
+
+
+def data_pin_offsets(pooling: Pooling, law, noise: str, natural: dict, inputs: dict, loss, refs: dict,
+                     step: float = 1e-3) -> bool:
+    """Whether the data pin the group offsets down more tightly than their prior does: the rule that
+    picks centred offsets (True) or non-centred ones (False) before sampling.
+
+    At the start point (the shared law's robust fit, natural values ``natural``): the noise ``s`` is the
+    residuals' standard deviation on the noise model's scale around each group's mean residual (so
+    that the groups' differences do not count as noise; ``n - groups`` degrees of freedom); the data's standard error of group
+    ``g``'s offset of ``P`` is ``s / sqrt(sum_i d_i**2)`` over the group's runs, ``d_i`` the change of
+    the law (on that scale) per unit offset; it is compared with the median of ``tau_P``'s prior.
+    Centred when the data's error is the smaller for at least half of the (parameter, group) pairs.
+    """
+    from ..noise import LINKS, noise_location
+
+    xs = {k: np.asarray(v, float) for k, v in inputs.items()}
+    y = np.asarray(loss, float)
+    link = LINKS[noise]
+    with np.errstate(all="ignore"):
+        target = np.log(y) if link == "log" else (np.log(y) - np.log1p(-y) if link == "logit" else y)
+        params = {k: np.asarray([v], float) for k, v in natural.items()}
+        base = np.broadcast_to(noise_location(noise, law, params, xs, xp="numpy"), y.shape)
+    group = np.asarray(pooling.index)
+    resid = target - base
+    means = np.array([np.mean(resid[group == g]) for g in range(len(pooling.levels))])
+    dof = len(y) - len(pooling.levels)
+    if dof < 1:
+        return False
+    spread = float(np.sqrt(np.sum((resid - means[group]) ** 2) / dof))
+    if not np.isfinite(spread) or spread <= 0:
+        return True
+    votes = []
+    for name, scale in zip(pooling.vary, pooling.scales):
+        moved = {}
+        for sign in (1.0, -1.0):
+            offsets = {n: np.full(y.shape, sign * step if n == name else 0.0) for n in pooling.vary}
+            with np.errstate(all="ignore"):
+                values, _ = apply_offsets(pooling, law, params, {}, refs, offsets, np, "numpy")
+                moved[sign] = np.broadcast_to(noise_location(noise, law, {**params, **values}, xs, xp="numpy"),
+                                              y.shape)
+        slope = (moved[1.0] - moved[-1.0]) / (2 * step)
+        tau = float(parse_prior(scale).median())
+        for g in range(len(pooling.levels)):
+            info = float(np.sum(slope[group == g] ** 2))
+            votes.append(bool(np.isfinite(info) and info > 0 and spread / np.sqrt(info) < tau))
+    return float(np.mean(votes)) >= 0.5
 
 
 def _natural_key(text: str):

@@ -125,11 +125,11 @@ def _pooling(law, frame, structure, vary, n_runs: int, offsets: str):
 def retry_form(pooling, diagnostics):
     """The form of the group offsets for a second attempt: divergences of a centred fit are the funnel
     between a small group scale and offsets the data do not pin down (non-centred removes it); slow
-    mixing of a non-centred fit without divergences is the reverse funnel of offsets the data do pin
-    down (centred removes it).  Otherwise the same form."""
-    if pooling.centred and diagnostics.divergences > 0:
+    mixing of a fit with non-centred offsets and no divergences is the reverse funnel of offsets the
+    data do pin down (centred removes it).  Otherwise the same form."""
+    if diagnostics.divergences > 0 and pooling.form != "non-centred":
         return pooling.with_form(False)
-    if not pooling.centred and diagnostics.divergences == 0:
+    if diagnostics.divergences == 0 and pooling.form != "centred":
         return pooling.with_form(True)
     return pooling
 
@@ -294,8 +294,8 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         retried = {"first_attempt": {k: run[k] for k in again}, "first_problems": list(first.problems),
                    "changed": {k: again[k] for k in again if again[k] != run[k]}}
         if form is not pooling:
-            retried["first_attempt"]["offsets"] = "centred" if pooling.centred else "non-centred"
-            retried["changed"]["offsets"] = "centred" if form.centred else "non-centred"
+            retried["first_attempt"]["offsets"] = pooling.form
+            retried["changed"]["offsets"] = form.form
         run, pooling = again, form
         warnings.warn(f"the first fit of {law.name!r} failed the diagnostics gate ({'; '.join(first.problems)}); "
                       f"refitted once with {_describe(retried['changed'])}: "

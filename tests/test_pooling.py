@@ -123,7 +123,10 @@ def test_levels_sort_naturally_and_round_trip():
     p = make_pooling(law, ["10", "2", "b", "2"], {"alpha": "HalfNormal(0.1)", "E": "HalfNormal(0.3)"}, "setup")
     assert p.levels == ("2", "10", "b") and p.index == (1, 0, 2, 0)
     assert p.kinds == ("logit:0.0:1.0", "log") and p.stages == ("coordinate", "natural")
-    assert p.scales == ("HalfNormal(0.1)", "HalfNormal(0.3)") and p.centred
+    assert p.scales == ("HalfNormal(0.1)", "HalfNormal(0.3)") and p.form == "centred"
+    mixed = p.with_form([True, False, True, False, False, False])
+    assert mixed.form == "mixed (2 of 6 offsets centred)" and mixed.z("alpha", 1) == "z_alpha_1"
+    assert type(p).from_dict(mixed.as_dict()) == mixed
     assert type(p).from_dict(p.as_dict()) == p
 
 
@@ -304,4 +307,5 @@ def test_the_offsets_form_follows_how_well_the_data_pin_the_groups():
         refs = reference_points(law, {"x": x}, y)
         scope = {**natural, "L_c": 1.8 + 40 * refs["x_ref"] ** -0.3}
         scope["f_E"] = 1.8 / scope["L_c"]
-        assert data_pin_offsets(p, law, law.noise, scope, {"x": x}, y, refs) is centred
+        flags = data_pin_offsets(p, law, law.noise, scope, {"x": x}, y, refs)
+        assert len(flags) == 4 and (all(flags) if centred else not any(flags))

@@ -28,7 +28,7 @@ exponent).  HalfNormal(0.3) on the scale of an offset: its median 0.2 says a
 group's parameter typically lies within about 20% of the typical group's (on
 the transformed scale), and 97.5% of its mass lies below 0.67.
 
-The offsets' form is chosen from the data (``offsets="auto"``,
+The offsets' form is chosen per group from the data (``offsets="auto"``,
 :func:`data_pin_offsets`): **centred** (the sampler moves ``u`` itself) when
 the data pin each group's offset down more tightly than its prior does, as
 for groups of several low-noise runs, where the non-centred form ``u = tau *
@@ -77,7 +77,21 @@ class Pooling:
     scales: tuple[str, ...]              # the prior of each tau, as text
     kinds: tuple[str, ...]               # "log", "logit:<low>:<high>" or "add": the scale of the offset
     stages: tuple[str, ...]              # "coordinate" (offset before the derivation) or "natural" (after)
-    centred: bool = True                 # sample the offsets u ~ Normal(0, tau); else z, u = tau * z
+    centred: tuple[bool, ...] = ()       # per (parameter, group), in site order: sample u ~ Normal(0, tau)
+                                         # (True) or z ~ Normal(0, 1) with u = tau * z; () = all centred
+
+    def is_centred(self, name: str, i: int) -> bool:
+        return True if not self.centred else self.centred[self.vary.index(name) * len(self.levels) + i]
+
+    @property
+    def form(self) -> str:
+        """"centred", "non-centred" or "mixed (k of n offsets centred)"."""
+        flags = [self.is_centred(n, i) for n in self.vary for i in range(len(self.levels))]
+        if all(flags):
+            return "centred"
+        if not any(flags):
+            return "non-centred"
+        return f"mixed ({sum(flags)} of {len(flags)} offsets centred)"
 
     def tau(self, name: str) -> str:
         return f"tau_{name}"
@@ -88,7 +102,7 @@ class Pooling:
 
     def z(self, name: str, i: int) -> str:
         """The sampled site of group ``i``'s offset: ``u_<P>_<i>`` or, non-centred, ``z_<P>_<i>`` (standardised)."""
-        return f"{'u' if self.centred else 'z'}_{name}_{i}"
+        return f"{'u' if self.is_centred(name, i) else 'z'}_{name}_{i}"
 
     @property
     def site_names(self) -> tuple[str, ...]:
@@ -122,13 +136,19 @@ class Pooling:
             tau = out[self.tau(name)] = sampled[self.tau(name)]
             for i in range(len(self.levels)):
                 z = sampled[self.z(name, i)]
-                out[self.u(name, i)] = z if self.centred else tau * z
+                out[self.u(name, i)] = z if self.is_centred(name, i) else tau * z
         return out
 
-    def with_form(self, centred: bool) -> "Pooling":
+    def with_form(self, centred) -> "Pooling":
+        """The same pooling with offsets centred (True), non-centred (False), or per (parameter, group)
+        as a sequence of flags in site order."""
         from dataclasses import replace
 
-        return replace(self, centred=bool(centred))
+        n = len(self.vary) * len(self.levels)
+        flags = tuple(bool(c) for c in centred) if isinstance(centred, (tuple, list)) else (bool(centred),) * n
+        if len(flags) != n:
+            raise ValueError(f"{len(flags)} form flags for {n} offsets")
+        return replace(self, centred=flags)
 
     def sample_sites(self) -> dict:
         """Sample the pooled sites inside a NumPyro model: site name -> value."""
@@ -138,8 +158,8 @@ class Pooling:
         out = {}
         for name, scale in zip(self.vary, self.scales):
             tau = out[self.tau(name)] = numpyro.sample(self.tau(name), parse_prior(scale).dist())
-            offsets = dist.Normal(0.0, tau) if self.centred else dist.Normal(0.0, 1.0)
             for i in range(len(self.levels)):
+                offsets = dist.Normal(0.0, tau) if self.is_centred(name, i) else dist.Normal(0.0, 1.0)
                 out[self.z(name, i)] = numpyro.sample(self.z(name, i), offsets)
         return out
 
@@ -167,15 +187,17 @@ class Pooling:
     def as_dict(self) -> dict:
         return {"column": self.column, "levels": list(self.levels), "index": list(self.index),
                 "vary": list(self.vary), "scales": list(self.scales), "kinds": list(self.kinds),
-                "stages": list(self.stages), "centred": self.centred}
+                "stages": list(self.stages), "centred": [self.is_centred(n, i) for n in self.vary
+                                                         for i in range(len(self.levels))]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Pooling":
         out = cls(column=str(d["column"]), levels=tuple(map(str, d["levels"])),
                   index=tuple(int(i) for i in d["index"]), vary=tuple(map(str, d["vary"])),
                   scales=tuple(map(str, d["scales"])), kinds=tuple(map(str, d["kinds"])),
-                  stages=tuple(map(str, d["stages"])), centred=bool(d["centred"]))
+                  stages=tuple(map(str, d["stages"])), centred=tuple(bool(c) for c in d["centred"]))
         if not (len(out.vary) == len(out.scales) == len(out.kinds) == len(out.stages)) or \
+                len(out.centred) != len(out.vary) * len(out.levels) or \
                 any(_kind(k) is None for k in out.kinds) or any(s not in ("coordinate", "natural") for s in out.stages):
             raise ValueError("the pooling's vary, scales, kinds and stages do not match")
         return out
@@ -183,7 +205,7 @@ class Pooling:
     def describe(self) -> str:
         parts = [f"{n} ({k.split(':')[0]} offset, tau ~ {s})" for n, s, k in zip(self.vary, self.scales, self.kinds)]
         return (f"partially pooled over {len(self.levels)} groups of {self.column!r}: " + ", ".join(parts)
-                + f"; other parameters shared ({'centred' if self.centred else 'non-centred'} offsets)")
+                + f"; other parameters shared ({self.form} offsets)")
 
 
 def _kind(text: str):
@@ -255,20 +277,23 @@ def make_pooling(law, labels, vary, column: str, centred: bool = True) -> Poolin
                              f"{column} = {levels[0] if levels else None!r}")
     where = {v: i for i, v in enumerate(levels)}
     return Pooling(column=column, levels=levels, index=tuple(where[v] for v in labels), vary=tuple(names),
-                   scales=tuple(scales), kinds=tuple(kinds), stages=tuple(stages), centred=bool(centred))
+                   scales=tuple(scales), kinds=tuple(kinds), stages=tuple(stages),
+                   centred=(bool(centred),) * (len(names) * len(levels)))
 
 
 def data_pin_offsets(pooling: Pooling, law, noise: str, natural: dict, inputs: dict, loss, refs: dict,
-                     step: float = 1e-3) -> bool:
-    """Whether the data pin the group offsets down more tightly than their prior does: the rule that
-    picks centred offsets (True) or non-centred ones (False) before sampling.
+                     step: float = 1e-3) -> tuple[bool, ...]:
+    """Per (parameter, group), in site order: whether the data pin that group's offset down more
+    tightly than its prior does, the rule that picks a centred offset (True) or a non-centred one
+    (False) before sampling.
 
     At the start point (the shared law's robust fit, natural values ``natural``): the noise ``s`` is the
     residuals' standard deviation on the noise model's scale around each group's mean residual (so
     that the groups' differences do not count as noise; ``n - groups`` degrees of freedom); the data's standard error of group
     ``g``'s offset of ``P`` is ``s / sqrt(sum_i d_i**2)`` over the group's runs, ``d_i`` the change of
-    the law (on that scale) per unit offset; it is compared with the median of ``tau_P``'s prior.
-    Centred when the data's error is the smaller for at least half of the (parameter, group) pairs.
+    the law (on that scale) per unit offset; it is compared with the median of ``tau_P``'s prior:
+    centred where the data's error is the smaller.  Groups differ (a family with many runs, one with
+    two), so each offset gets its own form.
     """
     from ..noise import LINKS, noise_location
 
@@ -283,11 +308,12 @@ def data_pin_offsets(pooling: Pooling, law, noise: str, natural: dict, inputs: d
     resid = target - base
     means = np.array([np.mean(resid[group == g]) for g in range(len(pooling.levels))])
     dof = len(y) - len(pooling.levels)
+    n_pairs = len(pooling.vary) * len(pooling.levels)
     if dof < 1:
-        return False
+        return (False,) * n_pairs
     spread = float(np.sqrt(np.sum((resid - means[group]) ** 2) / dof))
     if not np.isfinite(spread) or spread <= 0:
-        return True
+        return (True,) * n_pairs
     votes = []
     for name, scale in zip(pooling.vary, pooling.scales):
         moved = {}
@@ -302,7 +328,7 @@ def data_pin_offsets(pooling: Pooling, law, noise: str, natural: dict, inputs: d
         for g in range(len(pooling.levels)):
             info = float(np.sum(slope[group == g] ** 2))
             votes.append(bool(np.isfinite(info) and info > 0 and spread / np.sqrt(info) < tau))
-    return float(np.mean(votes)) >= 0.5
+    return tuple(votes)
 
 
 def _natural_key(text: str):

@@ -163,7 +163,8 @@ class Law:
         """Natural parameters known to be positive (positive priors, provably positive derivations)."""
         positive = {p.name for p in self.params if p.prior.positive}
         scope = Scope({}, dict((n, e.tree) for n, e in self.derived),
-                      positive | {f"{i}_ref" for i in self.input_names} | {"loss_ref"}, unit=self.unit_params)
+                      positive | {f"{i}_{end}" for i in self.input_names for end in ("ref", "min", "max")}
+                      | {"loss_ref"}, unit=self.unit_params)
         return positive | {n for n, e in self.derived if is_positive(e.tree, scope)}
 
     def mean(self, params: dict, inputs: dict, xp: str = "jax", logs: dict | None = None):

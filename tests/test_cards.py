@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -396,3 +397,19 @@ def test_bad_user_formula(formula, priors, exc, pattern):
 def test_standard_inputs_are_documented():
     for name, (meaning, _units, kind) in STANDARD_INPUTS.items():
         assert meaning and kind in bayescale.cards.KINDS, name
+
+
+def test_derived_parameters_built_on_the_data_range_are_known_positive():
+    """bnsl1's d1 = x_min * (x_max / x_min)**(...) and b (which uses d1) are provably positive, so the
+    law's mean uses their stable logs: a steep prior draw (c0 ~ 7 at x_ref 1e8) overflows b in float32
+    while log b stays finite (regression: b = inf gave NaN prior-predictive losses)."""
+    law = bayescale.load_law("bnsl1")
+    assert {"d1", "b", "a", "c0", "c1"} <= law.positive_params
+    refs = {"x_ref": 1e8, "x_min": 1e6, "x_max": 1e10, "loss_ref": 3.0}
+    coords = {"L_c": jnp.float32(5.75), "f_a": jnp.float32(0.47), "s_m": jnp.float32(7.6),
+              "k1": jnp.float32(2.0), "u": jnp.float32(0.39), "w": jnp.float32(0.39)}
+    values, logs = law.derived_values(coords, refs, logs={"L_c": jnp.log(coords["L_c"])})
+    assert not np.isfinite(float(values["b"])) and np.isfinite(float(logs["b"]))
+    x = {"x": jnp.geomspace(1e6, 1e10, 5).astype(jnp.float32)}
+    log_mean = law.log_mean({**coords, **values}, x, logs={"L_c": jnp.log(coords["L_c"]), **logs})
+    assert np.all(np.isfinite(np.asarray(log_mean)))

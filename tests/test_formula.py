@@ -288,7 +288,7 @@ def test_subtraction_is_not_provably_positive_and_falls_back_to_log_of_value():
 
 
 def test_card_with_a_subtraction_evaluates_correctly():
-    law = bayescale.load_law("downstream_error")  # eps - k * exp(-gamma * L), k = eps * exp(gamma * L0)
+    law = bayescale.load_law("downstream_error")  # -eps * expm1(gamma * (L0 - L)) = eps - k * exp(-gamma * L), k = eps * exp(gamma * L0)
     params = {"eps": 0.75, "gamma": 1.0, "L0": 1.5}  # natural values (L0 in nats, not L0 / L_ref)
     L = np.linspace(2.0, 5.0, 9)
     expected = 0.75 - 0.75 * math.exp(1.0 * 1.5) * np.exp(-1.0 * L)

@@ -83,8 +83,7 @@ TRUTH = {
     "chinchilla": {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366},  # Epoch's refit
     "kaplan": {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095},  # Kaplan et al.
     "bnsl1": {"a": 0.5, "b": 10.0, "c0": 0.1, "c1": 1.0, "d1": 1e8, "f1": 0.3},
-    "bnsl2": {"a": 0.3, "b": 5.3, "c0": 0.05, "c1": 0.5, "d1": 1e7, "f1": 0.2, "c2": 1.0,
-              "gap2": math.log(100.0), "f2": 0.2},
+    "bnsl2": {"a": 0.3, "b": 5.3, "c0": 0.05, "c1": 0.5, "d1": 1e7, "f1": 0.2, "c2": 1.0, "d2": 1e9, "f2": 0.2},
     "data_constrained": {"E": math.exp(0.6254804), "A": math.exp(6.255414), "B": math.exp(7.3049974),
                          "alpha": 0.3526596, "beta": 0.3526596, "R_D_star": 15.387756,
                          "R_N_star": 5.309743},  # Muennighoff et al.'s public fit

@@ -212,7 +212,8 @@ def show_text(info: dict) -> str:
     head = "sampled parameters (NUTS samples these, with these priors)" if info["derived"] else "parameters"
     out += ["", head + ":", _wrap(
         "A prior with a scale is on the dimensionless value / scale. Reference points: <input>_ref is the "
-        "geometric mean of that input over the runs; loss_ref is the geometric mean of the observed "
+        "geometric mean of that input over the runs (<input>_min and <input>_max its smallest and largest "
+        "value); loss_ref is the geometric mean of the observed "
         "response, an empirical-Bayes choice that the fit records (fix it with --reference loss=VALUE, "
         "Python reference={'loss': VALUE}).", "  ")]
     w = max(len(p["name"]) for p in info["params"])

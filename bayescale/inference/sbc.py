@@ -110,7 +110,7 @@ class SBC:
     law: str
     noise: str
     thin: int
-    table: pd.DataFrame          # rep, passed, seconds, ess_bulk_per_s, rank_<param>...
+    table: pd.DataFrame          # rep, passed, first_passed, seconds, ess_bulk_per_s, problems, first_problems, rank_<p>, true_<p>
     params: tuple[str, ...]
     problems: tuple[str, ...]    # per failed replication: its gate problems
 
@@ -186,10 +186,12 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
             warnings.simplefilter("ignore", FitRetried)
             f = fit(runs, law=law, noise=noise, seed=r, progress=False,
                     reference={"loss": loss_ref} if law.response.scale else None, **fit_kwargs)
-        row = {"rep": r, "passed": f.diagnostics.passed, "first_passed": f.settings.get("retried") is None,
+        retried = f.settings.get("retried")
+        row = {"rep": r, "passed": f.diagnostics.passed, "first_passed": retried is None,
                "seconds": time.perf_counter() - t0,
                "ess_bulk_per_s": f.timings.get("ess_bulk_per_s", math.nan),
-               "problems": "; ".join(f.diagnostics.problems)}
+               "problems": "; ".join(f.diagnostics.problems),
+               "first_problems": "; ".join(retried["first_problems"]) if retried else ""}
         for p in params:
             d = f.draws(p).reshape(-1)
             picks = d[np.linspace(0, d.size - 1, thin).round().astype(int)]

@@ -94,7 +94,8 @@ def make_model(law: Law, noise: str, pooling=None):
     """The NumPyro model function for ``law`` with the named noise model.
 
     ``pooling`` (a :class:`~bayescale.inference.pooling.Pooling`): the parameters it names vary by
-    group, non-centred; the runs' group index is then ``inputs[GROUP_INPUT]``.
+    group (each offset centred or not, as the pooling says); the runs' group index is then
+    ``inputs[GROUP_INPUT]``.
     """
 
     def model(inputs, refs, loss=None, mask=None):
@@ -126,8 +127,7 @@ def make_model(law: Law, noise: str, pooling=None):
 
             inputs = dict(inputs)
             group = inputs.pop(GROUP_INPUT).astype(jnp.int32)
-            sites = pooling.sample_sites()
-            sites = pooling.reported(sites)
+            sites = pooling.reported(pooling.sample_sites())
             offsets = {name: jnp.stack([pooling.offset(name, i, sites) for i in range(len(pooling.levels))])[group]
                        for name in pooling.vary}
             values, logs = apply_offsets(pooling, law, values, logs, refs, offsets, jnp, "jax")

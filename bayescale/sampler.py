@@ -294,7 +294,7 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     bar = Bar(f"{law.name}, NUTS {chains} chains", total) if progress else None
     if bar is not None:                         # seconds on a first fit, a fraction of one from the cache
         bar.note("compiling the sampler (once per law and data size)")
-    program, shardings = _compiled(law, noise, pooling, groups, piece, warmup, draws, float(target_accept),
+    program, shardings = _compiled(law, noise, None if pooling is None else pooling.for_program(), groups, piece, warmup, draws, float(target_accept),
                                    max_tree_depth, bool(dense_mass), shapes)
     t1 = time.perf_counter()
 

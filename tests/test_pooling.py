@@ -331,3 +331,11 @@ def test_the_offsets_form_follows_how_well_the_data_pin_the_groups():
         scope["f_E"] = 1.8 / scope["L_c"]
         flags = data_pin_offsets(p, law, law.noise, scope, {"x": x}, y, refs)
         assert len(flags) == 4 and (all(flags) if centred else not any(flags))
+
+
+def test_the_compiled_sampler_does_not_depend_on_which_run_is_in_which_group():
+    law = bs.load_law("power_law_constant")
+    a = make_pooling(law, list("aabbcc"), ["E"], "fam")
+    b = make_pooling(law, list("xyzxyz"), ["E"], "fam")
+    assert a != b and a.for_program() == b.for_program() and hash(a.for_program()) == hash(b.for_program())
+    assert a.for_program().site_names == a.site_names

@@ -139,6 +139,15 @@ class Pooling:
                 out[self.u(name, i)] = z if self.is_centred(name, i) else tau * z
         return out
 
+    def for_program(self) -> "Pooling":
+        """What the compiled sampler depends on: the runs' group index and the level names are data
+        (the index is an argument of the program), so fits of other data with the same number of groups
+        and the same varying parameters share one program."""
+        from dataclasses import replace
+
+        flags = tuple(self.is_centred(n, i) for n in self.vary for i in range(len(self.levels)))
+        return replace(self, levels=tuple(str(i) for i in range(len(self.levels))), index=(), centred=flags)
+
     def with_form(self, centred) -> "Pooling":
         """The same pooling with offsets centred (True), non-centred (False), or per (parameter, group)
         as a sequence of flags in site order."""

@@ -8,7 +8,9 @@ medians and a handful of jittered starts.  A weak pull towards the prior medians
 data do not identify finite.  The result seeds every chain (each jittered in
 unconstrained space), which removes the sensitivity to initialisation that a
 random start inside the prior has for laws with weakly identified
-coefficients.
+coefficients.  The optimum also gives a rough posterior scale per site
+(Gauss-Newton), which bounds each chain's start jitter: a fixed jitter is
+thousands of posterior standard deviations with 10^5 runs.
 """
 
 from __future__ import annotations
@@ -113,4 +115,36 @@ def quick_optimum(law: Law, noise: str, inputs: dict, loss: np.ndarray, refs: di
     out["sigma"] = float(np.clip(spread if spread > 0 else law.sigma_prior.median(),
                                  lo + 1e-6, hi if math.isfinite(hi) else np.inf))
     out["_natural"] = {k: float(v) for k, v in values.items()}
+    out["_scale"] = _posterior_scale(law, lambda z_: residuals(z_)[: len(target)], z, out["sigma"], len(target))
+    return out
+
+
+def _posterior_scale(law: Law, data_residuals, z: np.ndarray, sigma: float, n: int) -> dict:
+    """The posterior's standard deviation per latent site at the optimum, roughly (for the chains' starts).
+
+    Gauss-Newton at ``z``: the data residuals' Jacobian J (forward differences)
+    gives the precision ``J'J / sigma^2``, plus a unit precision (a prior of
+    scale ~1 in the unconstrained coordinates, as the cards' priors are) that
+    keeps directions the data do not identify at scale ~1; ``sigma`` (the
+    noise scale, in the residuals' units) has ~``sigma / sqrt(2 n)``.  It is
+    only a scale: a Normal-noise approximation of a Student-t or robust fit.
+    """
+    k = z.size
+    r0 = data_residuals(z)
+    h = 1e-6 * np.maximum(1.0, np.abs(z))
+    eye = np.eye(k)
+    jac = np.stack([(data_residuals(z + h[j] * eye[j]) - r0) / h[j] for j in range(k)], axis=1)
+    with np.errstate(all="ignore"):
+        precision = jac.T @ jac / max(sigma, 1e-30) ** 2 + eye
+        try:
+            sd = np.sqrt(np.clip(np.diag(np.linalg.inv(precision)), 0.0, 1.0))
+        except np.linalg.LinAlgError:
+            sd = np.ones(k)
+    sd = np.where(np.isfinite(sd), sd, 1.0)
+    out = {(p.name if p.scale is None else hat_name(p.name)): float(s) for p, s in zip(law.params, sd)}
+    prior = law.sigma_prior
+    with np.errstate(all="ignore"):
+        moved = sigma * (1.0 + 1.0 / math.sqrt(2.0 * max(n, 1)))
+        step = abs(float(prior.unconstrain(min(moved, prior.bounds[1] - 1e-9))) - float(prior.unconstrain(sigma)))
+    out["sigma"] = step if math.isfinite(step) and step > 0 else 1.0
     return out

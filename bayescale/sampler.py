@@ -255,11 +255,12 @@ def constrained_draws(law, positions: np.ndarray, refs: dict, pooling=None) -> d
 
 def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, chains: int, warmup: int,
                draws: int, seed: int, target_accept: float, max_tree_depth: int, dense_mass: bool,
-               progress: bool, jitter: float = 0.1, pooling=None):
+               progress: bool, jitter=0.1, pooling=None):
     """Sample ``chains`` chains from ``start`` (constrained value per latent site).
 
     Each chain starts at ``start`` moved by Uniform(-jitter, jitter) in
-    unconstrained coordinates.  Returns (posterior draws by parameter, sampler
+    unconstrained coordinates (``jitter``: one half-width, or one per latent
+    site by name, 0.1 for a site not named).  Returns (posterior draws by parameter, sampler
     statistics, chain method, timings), numpy arrays of shape (chains, draws);
     timings: ``compile_s`` (getting the compiled program: tracing or loading
     it, compiling or loading its code) and ``sampling_s``.
@@ -277,7 +278,8 @@ def run_chains(law, noise: str, start: dict, inputs: dict, refs: dict, loss, *, 
     sites = latent_sites(law, pooling)
     centre = np.array([float(prior.unconstrain(start[name])) for name, prior in sites.items()])
     rng = np.random.default_rng([seed, 1])
-    q0 = (centre + rng.uniform(-jitter, jitter, size=(chains, centre.size))).astype(np.float32)
+    half = np.array([float(jitter.get(name, 0.1)) if isinstance(jitter, dict) else float(jitter) for name in sites])
+    q0 = (centre + rng.uniform(-1.0, 1.0, size=(chains, centre.size)) * half).astype(np.float32)
     states = jax.tree.map(lambda *a: np.stack(a).reshape((groups, per_group) + np.shape(a[0])),
                           *[initial_state(q) for q in q0])
     total = warmup + draws

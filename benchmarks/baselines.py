@@ -340,6 +340,7 @@ def run_numpyro(seed: int) -> dict:
     refs = reference_points(law, inputs, loss)
     start = quick_optimum(law, law.noise, inputs, loss, refs, seed=seed)
     start.pop("_natural")
+    start.pop("_scale")
     log(f"numpyro: {len(loss)} points, {jax.local_device_count()} devices")
     kernel = NUTS(make_model(law, law.noise), dense_mass=True, init_strategy=init_to_value(values=start))
     mcmc = MCMC(kernel, num_warmup=1000, num_samples=1000, num_chains=4, chain_method="parallel",

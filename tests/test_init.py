@@ -38,3 +38,32 @@ def test_stops_within_its_evaluation_budget():
     assert len(calls) <= 60
     x, cost = robust_least_squares(residuals, np.array([-1.2, 1.0]), f_scale=1.0)
     assert np.allclose(x, [1.0, 1.0], atol=1e-6) and cost < 1e-12
+
+
+def _plc_problem(n: int, seed: int = 0):
+    import bayescale
+    from bayescale.model import reference_points
+
+    law = bayescale.load_law("power_law_constant")
+    rng = np.random.default_rng(seed)
+    x = np.tile(np.logspace(6, 8.5, 20), n // 20)
+    loss = (1.7 + 40.0 * x ** -0.3) * np.exp(0.02 * rng.standard_normal(x.size))
+    inputs = {"x": x}
+    return law, inputs, loss, reference_points(law, inputs, loss)
+
+
+def test_posterior_scale_at_the_optimum_shrinks_as_one_over_root_n():
+    """The start jitter's scale: the Gauss-Newton sd at the optimum falls as 1/sqrt(runs) where the data
+    identify a coordinate (100x the runs: 10x smaller, within 10%), and sigma's log coordinate has
+    ~1/sqrt(2 runs)."""
+    from bayescale.init import quick_optimum
+
+    scales = {}
+    for n in (200, 20_000):
+        law, inputs, loss, refs = _plc_problem(n)
+        scales[n] = quick_optimum(law, "student_t_log", inputs, loss, refs)["_scale"]
+    assert set(scales[200]) == {"L_c_hat", "f_E", "alpha", "sigma"}
+    for site in ("L_c_hat", "f_E", "alpha", "sigma"):
+        assert scales[200][site] / scales[20_000][site] == pytest.approx(10.0, rel=0.1), site
+        assert 0 < scales[20_000][site] < 0.05, site
+    assert scales[20_000]["sigma"] == pytest.approx(1 / np.sqrt(2 * 20_000), rel=0.01)

@@ -109,12 +109,14 @@ def test_retry_settings_follow_the_failure():
 def test_a_failed_fit_is_refitted_once_and_says_so():
     runs = pilot_chinchilla()
     short = dict(chains=2, warmup=20, draws=20, seed=0, progress=False)   # too short to pass the gate
-    # the first attempt (seed 0) has R-hat/ESS problems and one divergence: twice the warm-up, four times
-    # the draws, and the divergence's target acceptance 0.99
-    with pytest.warns(FitRetried, match="refitted once with warm-up 40, draws per chain 80, target acceptance 0.99"):
+    # the first attempt has R-hat/ESS problems: twice the warm-up, four times the draws and a higher target
+    # acceptance: 0.95, or 0.99 when it also diverged
+    with pytest.warns(FitRetried, match="refitted once with warm-up 40, draws per chain 80, target acceptance 0.9[59]"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             f = bayescale.fit(runs, law="chinchilla", **short)
+    diverged = any("divergent" in p for p in f.settings["retried"]["first_problems"])
+    assert f.settings["target_accept"] == (0.99 if diverged else 0.95)
     assert f.settings["retried"]["first_attempt"]["draws"] == 20
     assert f.settings["draws"] == 80 and f.draws("alpha").size == 2 * 80
     assert "refitted once automatically" in str(f)

@@ -95,6 +95,9 @@ def register(subparsers) -> None:
                         "most 5 such runs)")
     p.add_argument("--map", action="extend", nargs="+", default=[], metavar="NAME=COLUMN",
                    help="use a differently named column, e.g. --map loss=val_loss")
+    p.add_argument("--law-check", action=argparse.BooleanOptionalAction, default=None,
+                   help="also fit, compare and backtest the other built-in laws the runs allow, as a check that "
+                        "never enters the answer (default: when one law is named for a runs CSV)")
     add_sampler_options(p)
     add_strict(p, "a fit behind the answer failed the diagnostics gate (the memo is still written)")
     add_json(p)
@@ -142,7 +145,7 @@ def run_memo(args) -> int:
         holdout_top=args.holdout_top or ("20%" if not (args.holdout or args.split_column) else None),
         holdout=args.holdout, split_column=args.split_column, by=args.by, utility=args.utility, q=args.q,
         reloo=args.reloo, title=args.title, command=command_line(args), progress=args.progress,
-        **sampler_settings(args))
+        law_check="auto" if args.law_check is None else args.law_check, **sampler_settings(args))
     paths = write_memo(memo, out, force=args.force)
     return report(args, memo, paths)
 

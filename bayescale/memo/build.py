@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ..progress import Steps
 from ._common import _allocatable, _fit_names
 from .answer import _answer, _plan_grid, _sensitivity, _truth_rows
 from .checks import diagnostics_report
-from .evidence import _backtests, _data_summary, _evidence, _fit_all
+from .evidence import _backtests, _data_summary, _evidence, _fit_all, _law_check
 from .fmt import count, flops, quantity
 from .model import Memo, Question, Reproducibility
 
@@ -105,7 +106,7 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
                backtest: bool = True, utility: str = "mean", q: float = 0.9, within: float = 0.05,
                reloo=None, chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
                target_accept: float = 0.8, figures: bool = True, title=None, data_note=None, truth=None,
-               command=None, progress=None) -> Memo:
+               command=None, progress=None, law_check="auto") -> Memo:
     """Everything a decision memo states, computed once (see the module docstring).
 
     ``runs``: DataFrame or CSV path; ``laws``: names (or Laws), fitted with
@@ -121,6 +122,10 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     parameters per law name, shown beside the posterior.  ``command``: the
     command line to record (default: a description of this call).
     ``progress``: one line per step on stderr (default; ``False`` silences it).
+    ``law_check``: also fit the other built-in laws the runs allow, compare them with the named ones
+    by PSIS-LOO and backtest them the same way, and say plainly when one is clearly better
+    (:mod:`bayescale.evidence.lawcheck`); they never enter the answer.  ``"auto"`` (default) does so
+    when ``laws`` names exactly one law (not for ``fits``), ``True`` always, ``False`` never.
     """
     t_start = time.perf_counter()
     say = Steps("memo", progress is not False)
@@ -137,6 +142,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         if sum(x is not None for x in (holdout, holdout_top, split_column)) != 1:
             raise BayescaleError("choose one of holdout_top, holdout and split_column for the backtest "
                                  "(or backtest=False)")
+    if law_check not in ("auto", True, False):
+        raise BayescaleError(f"law_check must be 'auto', True or False, got {law_check!r}")
     settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed, "target_accept": target_accept}
 
     frame, file_sha = None, None
@@ -154,6 +161,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
             raise BayescaleError("laws must name at least one law, e.g. ['chinchilla', 'kaplan']")
         specs = [(law, n) for law in law_list for n in _names_list(noise, "noise")]
         fits, data_notes = _fit_all(runs, specs, mapping, settings, say)
+        if law_check == "auto":
+            law_check = len(law_list) == 1
     else:
         from ..result import Fit
 
@@ -161,6 +170,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         if not fits or not all(isinstance(f, Fit) for f in fits):
             raise BayescaleError("fits must be a Fit or a non-empty list of Fit objects")
         say(f"using {len(fits)} fitted law(s): " + ", ".join(f.law.name for f in fits))
+        if law_check == "auto":
+            law_check = False
     names = _fit_names(fits)
 
     comparison = None
@@ -181,12 +192,18 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     else:
         skipped.append("no backtest was asked for (backtest=False / --no-backtest)")
 
+    check = None
+    if law_check:
+        check, check_notes = _law_check(runs, frame, fits, names, mapping, settings, reloo,
+                                        (holdout, holdout_top, by, split_column), bt, say)
+        skipped += check_notes
+
     plan_inputs = _plan_grid(fits, plan) if plan is not None else None
     plan_compute = None if plan_inputs is None else plan_inputs.get("C")
     if budget is None:
         budget = plan_compute
     say("checking calibration (LOO-PIT) and every fit's diagnostics")
-    evidence = _evidence(fits, names, comparison, bt, bt_notes, skipped, truth, weights)
+    evidence = replace(_evidence(fits, names, comparison, bt, bt_notes, skipped, truth, weights), law_check=check)
     report = diagnostics_report(fits, names, comparison, holdout_fits, weights)
     question = Question(
         title=title or _title(plan_inputs, budget), budget=budget, plan=plan_inputs, plan_compute=plan_compute,
@@ -198,6 +215,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     sens = _sensitivity(fits, names, weights, plan_inputs, target, budget, regret_ok, allocatable)
     say("the stacked answer: the plan's loss, the allocation at the budget, the plan's regret")
     answer = _answer(fits, weights, names, plan_inputs, question, evidence, within, data_notes, sens, report)
+    if check is not None and check.caveats:
+        answer = replace(answer, caveats=tuple(answer.caveats) + check.caveats)
     truth_rows = _truth_rows(truth, fits, plan_inputs, budget) if truth else []
     data = _data_summary(fits, file_sha, plan_inputs, None if answer.plan is None else answer.plan.extrapolation,
                          budget, data_note, truth_rows)

@@ -11,7 +11,7 @@ import pandas as pd
 from ..errors import DataError, DataWarning
 from .model import BacktestScore, Coverage, DataSummary, Evidence, FitScore, ParamRow, PitRow, RangeRow
 
-__all__ = ["ANSWER_WEIGHT", "_backtests", "_data_summary", "_evidence", "_fit_all", "binomial_cdf"]
+__all__ = ["ANSWER_WEIGHT", "_backtests", "_data_summary", "_evidence", "_fit_all", "_law_check", "binomial_cdf"]
 
 #: A fit whose stacking weight is below this is not "behind the answer": it only shows in the sensitivity.
 ANSWER_WEIGHT = 0.01
@@ -206,3 +206,102 @@ def _data_summary(fits, file_sha, plan_inputs, plan_extrap, budget, note, truth_
     return DataSummary(n_runs=len(table), source=display_source(f0.runs.source), runs_hash=f0.runs.hash, file_sha256=file_sha,
                        ranges=tuple(ranges), n_budgets=n_budgets, plan_extrapolation=plan_extrap,
                        budget_extrapolation=budget_extrap, note=note, truth=tuple(truth_rows))
+
+
+def _law_check(runs, frame, fits, names, mapping, settings, reloo, backtest_args, named_bt, say):
+    """Fit the catalogue's other laws the runs allow beside the named ones, compare all by PSIS-LOO and
+    (when the named laws were backtested) backtest the others the same way; returns
+    (:class:`LawCheck` or None, notes)."""
+    from ..compare import compare
+    from ..errors import BayescaleError
+    from ..evidence.lawcheck import alternative_laws, backtest_preference, loo_preference
+    from .model import LawCheck, LawCheckRow
+
+    source, source_mapping = (runs, mapping) if runs is not None else (fits[0].runs.table, None)
+    alternatives = alternative_laws([f.law for f in fits], source, source_mapping)
+    if not alternatives:
+        return None, ["law check: no other built-in law can be fitted to these runs"]
+    say(f"law check: fitting the other built-in laws these runs allow ({', '.join(a.name for a in alternatives)}); "
+        "a check only, not part of the answer")
+    alt_fits, _ = _fit_all(source, [(a.name, None) for a in alternatives], source_mapping, settings, say)
+    alt_names = [f.law.name for f in alt_fits]
+    notes = []
+    table, loo = None, (None, None, None)
+    try:
+        comparison = compare(list(fits) + alt_fits, names=list(names) + alt_names, reloo=reloo)
+        table = comparison.table
+        loo = loo_preference(table, list(names))
+    except BayescaleError as exc:
+        notes.append(f"law check: the LOO comparison with the other laws could not be made: {exc}")
+    alt_bt = None
+    if named_bt is not None:
+        alt_bt, _, _, skipped = _backtests(frame, alt_fits, alt_names, mapping, *backtest_args, say)
+        notes += skipped
+    bt_pref = (None, None, None)
+    if alt_bt is not None:
+        both = pd.concat([named_bt.table, alt_bt.table], ignore_index=True)
+        try:
+            bt_pref = backtest_preference(both, list(names), alt_names)
+        except BayescaleError as exc:
+            notes.append(f"law check: {exc}")
+    rows = []
+    summaries = [s for s in (named_bt, alt_bt) if s is not None]
+    for f, name, named in [(f, n, True) for f, n in zip(fits, names)] + [(f, n, False) for f, n in
+                                                                          zip(alt_fits, alt_names)]:
+        r = table.loc[name] if table is not None and name in table.index else None
+        b = next((s.summary.loc[name] for s in summaries if name in s.summary.index), None)
+        rows.append(LawCheckRow(
+            name=name, law=f.law.name, named=named, gate_passed=bool(f.diagnostics.passed),
+            elpd_loo=None if r is None else float(r["elpd_loo"]),
+            elpd_diff=None if r is None else float(r["elpd_diff"]), dse=None if r is None else float(r["dse"]),
+            backtest_n=None if b is None else int(b["n_test"]),
+            backtest_median_are=None if b is None else float(b["median_are"]),
+            backtest_coverage_90=None if b is None else float(b["coverage_90"]),
+            backtest_mean_lpd=None if b is None else float(b["mean_lpd"])))
+    sentences, caveats = _law_check_sentences(rows, names, loo, bt_pref, alt_bt is not None)
+    check = LawCheck(rows=tuple(rows), loo_prefers=loo[0], loo_lead=_finite(loo[1]), loo_se=_finite(loo[2]),
+                     backtest_prefers=bt_pref[0], backtest_lead=_finite(bt_pref[1]), backtest_se=_finite(bt_pref[2]),
+                     sentences=tuple(sentences), caveats=tuple(caveats))
+    return check, notes
+
+
+def _finite(v):
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _law_check_sentences(rows, names, loo, bt_pref, backtested: bool) -> tuple[list[str], list[str]]:
+    """(every sentence of the law check, the ones the Summary repeats: an alternative clearly better)."""
+    named = ", ".join(f"`{n}`" for n in names)
+    others = [r for r in rows if not r.named]
+    listed = ", ".join(f"`{r.name}`" for r in others)
+    out, caveats = [], []
+    if loo[0] is not None:
+        out.append(f"LOO clearly prefers `{loo[0]}`, a law not named for the answer, over {named}: its elpd_loo is "
+                   f"higher by {loo[1]:.1f} (SE of the difference {loo[2]:.1f}).")
+        caveats.append(out[-1])
+    elif loo[1] is not None and np.isfinite(loo[1]):
+        lead = max((r for r in others if r.elpd_loo is not None), key=lambda r: r.elpd_loo, default=None)
+        if lead is not None and loo[1] < 0:
+            out.append(f"By LOO the best of the other laws ({listed}) is `{lead.name}`, {-loo[1]:.1f} below the "
+                       f"best named fit (SE {loo[2]:.1f}): it fits no better than what was named.")
+        elif lead is not None:
+            out.append(f"By LOO `{lead.name}` is ahead of the named fits by {loo[1]:.1f} (SE {loo[2]:.1f}): not a "
+                       "clear difference.")
+    if bt_pref[0] is not None:
+        out.append(f"The backtest clearly prefers `{bt_pref[0]}`: its held-out log predictive density is higher by "
+                   f"{bt_pref[1]:.1f} in total (SE {bt_pref[2]:.1f}) than the best named law's.")
+        caveats.append(out[-1])
+    elif backtested and bt_pref[1] is not None and np.isfinite(bt_pref[1]):
+        out.append(f"On the backtest no other law is clearly better than the named ones (the best other law's "
+                   f"held-out log density differs by {bt_pref[1]:+.1f} in total, SE {bt_pref[2]:.1f}).")
+    if loo[0] is not None or bt_pref[0] is not None:
+        preferred = loo[0] or bt_pref[0]
+        laws = ",".join(dict.fromkeys(r.law for r in rows if r.named))
+        out.append(f"The answer still stacks only {named}; to let `{preferred}` count, rebuild the memo with it "
+                   f"among the laws (`--laws {laws},{preferred}`), or read its numbers in the table.")
+        caveats.append(out[-1])
+    failed = [r.name for r in others if not r.gate_passed]
+    if failed:
+        out.append("Fits of other laws that failed the diagnostics gate (read their rows with care): "
+                   + ", ".join(f"`{n}`" for n in failed) + ".")
+    return out, caveats

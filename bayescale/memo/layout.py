@@ -190,6 +190,7 @@ def _laws(m: Memo) -> list:
                             "calibrated): that fit's intervals are too narrow when it extrapolates."))
         if e.backtest_notes:
             out.append(Bullets(tuple(e.backtest_notes)))
+    out += _law_check(e.law_check)
     if e.skipped:
         out.append(Bullets(tuple(e.skipped)))
     out += [FigureRef(f) for f in m.figures if f.name in ("compare", "backtest")]
@@ -201,6 +202,38 @@ def _laws(m: Memo) -> list:
                         "the data; the backtest above checks extrapolation."))
         out.append(Bullets(tuple(f"{r.name} {r.verdict}" for r in e.pit)))
         out += [FigureRef(f) for f in m.figures if f.name == "loo_pit"]
+    return out
+
+
+def _law_check(c) -> list:
+    if c is None:
+        return []
+    out = [Heading(3, "Other laws, as a check"),
+           Para("The other built-in laws these runs allow, fitted to the same runs with the same settings (and "
+                "backtested the same way) to see whether the named law is the right one. They are a check only: "
+                "the answer stacks the named laws. A law is *clearly* better when its log predictive density is "
+                "higher by at least 4 and by at least 2 standard errors of the difference (the rule of the LOO "
+                "verdict above).")]
+    backtested = any(r.backtest_n is not None for r in c.rows)
+
+    def opt(v, f):
+        return "–" if v is None else f(v)
+
+    header = ("law", "in the answer", "diagnostics", "elpd_loo", "diff to best", "SE of diff")
+    if backtested:
+        header += ("backtest median ARE", "90% coverage", "mean lpd")
+    rows = []
+    for r in c.rows:
+        row = (f"`{r.name}`", "yes" if r.named else "no (check)", "pass" if r.gate_passed else "**FAIL**",
+               opt(r.elpd_loo, lambda v: f"{v:.1f}"), opt(r.elpd_diff, lambda v: f"{v:.1f}"),
+               opt(r.dse, lambda v: f"{v:.1f}"))
+        if backtested:
+            row += (opt(r.backtest_median_are, lambda v: f"{100 * v:.2f}%"), opt(r.backtest_coverage_90, pct),
+                    opt(r.backtest_mean_lpd, lambda v: f"{v:.2f}"))
+        rows.append(row)
+    out.append(Table(header, tuple(rows)))
+    if c.sentences:
+        out.append(Bullets(c.sentences))
     return out
 
 

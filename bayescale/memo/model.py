@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 __all__ = ["AllocationAnswer", "Answer", "BacktestScore", "Coverage", "Decision", "DiagnosticsReport", "DataSummary",
-           "Estimate", "Evidence", "Figure", "FitCheck", "FitScore", "Memo", "ParamRow", "PitRow", "PlanAnswer",
+           "Estimate", "Evidence", "Figure", "FitCheck", "FitScore", "LawCheck", "LawCheckRow", "Memo", "ParamRow", "PitRow", "PlanAnswer",
            "Question", "RangeRow", "Reproducibility", "Sensitivity", "SensitivityRow", "TruthRow"]
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -179,6 +179,43 @@ class ParamRow:
 
 
 @dataclass(frozen=True)
+class LawCheckRow:
+    """One law of the law check: a named law (in the answer) or an alternative (a check only)."""
+
+    name: str
+    law: str
+    named: bool
+    gate_passed: bool
+    elpd_loo: float | None            # None: the LOO comparison could not be made
+    elpd_diff: float | None           # to the best of all, <= 0
+    dse: float | None
+    backtest_n: int | None = None     # None: no backtest
+    backtest_median_are: float | None = None
+    backtest_coverage_90: float | None = None
+    backtest_mean_lpd: float | None = None
+
+
+@dataclass(frozen=True)
+class LawCheck:
+    """The catalogue's other laws the runs allow, fitted beside the named ones as a sensitivity check.
+
+    ``loo_prefers`` / ``backtest_prefers``: an alternative that is clearly better than every named law
+    (:mod:`bayescale.evidence.lawcheck`'s rule), else None; ``sentences`` say it plainly.  The
+    alternatives never enter the stacked answer.
+    """
+
+    rows: tuple[LawCheckRow, ...]
+    loo_prefers: str | None
+    loo_lead: float | None
+    loo_se: float | None
+    backtest_prefers: str | None
+    backtest_lead: float | None
+    backtest_se: float | None
+    sentences: tuple[str, ...]
+    caveats: tuple[str, ...] = ()     # what the Summary says: only when an alternative is clearly better
+
+
+@dataclass(frozen=True)
 class Evidence:
     """Which laws were compared and how they did: LOO, stacking weights, the backtest."""
 
@@ -192,6 +229,7 @@ class Evidence:
     skipped: tuple[str, ...] = ()    # what could not be done and why
     coverage: tuple[Coverage, ...] = ()   # the backtest's 90% coverage of every fit
     pit: tuple[PitRow, ...] = ()          # LOO-PIT of every fit behind the answer
+    law_check: LawCheck | None = None     # the catalogue's other laws as a check (None: not run)
 
     @property
     def weights(self) -> dict:

@@ -1,0 +1,115 @@
+"""The right law is part of honesty: the catalogue's other laws as a check on the one a user named.
+
+A law fitted alone cannot say that another law describes the runs better: on data whose
+tokens per parameter vary widely, a Chinchilla fit's extrapolation can be biased one way while
+the over-training law is not.  :func:`alternative_laws` lists the built-in laws that the runs
+allow (their response and every input present, or derivable as the card says, e.g. ``M = D / N``)
+besides the named ones.  :func:`loo_preference` and :func:`backtest_preference` say whether one of
+them is *clearly* better than every named law, by the rule :meth:`bayescale.compare.Comparison.verdict`
+uses for LOO: a difference of at least 4 in log predictive density that is at least 2 standard
+errors of the paired difference.  For the backtest the difference is the sum over the held-out runs
+of the paired difference of their log predictive densities, and its standard error is
+``sd * sqrt(n)`` of the per-run differences.  The rule is the package's existing one, stated before
+any data were looked at; it is not tuned.
+
+The memo (:func:`bayescale.memo.build_memo`, ``law_check=``) and ``bayescale backtest`` use these;
+the check never changes which laws the answer stacks (``--laws`` decides that).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BayescaleError
+
+__all__ = ["CLEAR_DIFF", "CLEAR_RATIO", "alternative_laws", "backtest_preference", "clear", "loo_preference"]
+
+CLEAR_DIFF = 4.0      # compare's verdict: a difference of at least 4 ...
+CLEAR_RATIO = 2.0     # ... that is at least 2 standard errors
+
+
+def clear(diff: float, se: float) -> bool:
+    """Whether a log-density difference is clear by compare's rule (>= 4 and >= 2 SE)."""
+    if not math.isfinite(diff) or diff < CLEAR_DIFF:
+        return False
+    return se <= 0 or diff / se >= CLEAR_RATIO
+
+
+def alternative_laws(named, runs, mapping=None) -> list:
+    """Built-in laws other than ``named`` (Laws or names) that can be fitted to ``runs``.
+
+    A law qualifies when :func:`bayescale.runs.prepare_runs` accepts the runs for it: the response
+    column of the named laws and every input (or what it is derived from) present and valid, and
+    enough runs for its parameters.  Catalogue order.
+    """
+    from ..cards import list_laws, load_law, resolve_law
+    from ..runs import prepare_runs
+
+    named = [resolve_law(n) for n in named]
+    if not named:
+        raise BayescaleError("alternative_laws needs at least one named law")
+    taken = {law.name for law in named}
+    response = named[0].response.name
+    out = []
+    for name in list_laws():
+        if name in taken:
+            continue
+        law = load_law(name)
+        if law.response.name != response:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prepare_runs(runs, law, mapping=mapping)
+        except BayescaleError:
+            continue
+        out.append(law)
+    return out
+
+
+def loo_preference(table: pd.DataFrame, named: list[str]) -> tuple[str | None, float, float]:
+    """(alternative LOO clearly prefers over every named fit or None, its elpd lead, SE of the lead).
+
+    ``table``: :attr:`bayescale.compare.Comparison.table` of the named and alternative fits
+    together (best first, ``elpd_diff``/``dse`` relative to the best).
+    """
+    best = str(table.index[0])
+    rows = [n for n in table.index if str(n) in named]
+    if not rows:
+        raise BayescaleError("loo_preference: none of the named fits is in the comparison table")
+    top_named = table.loc[rows].sort_values("elpd_loo", ascending=False).iloc[0]
+    lead, se = -float(top_named["elpd_diff"]), float(top_named["dse"])
+    if best in named:
+        return None, lead, se
+    return (best if clear(lead, se) else None), lead, se
+
+
+def backtest_preference(table: pd.DataFrame, named: list[str], alternatives: list[str]
+                        ) -> tuple[str | None, float, float]:
+    """(alternative whose held-out log predictive density is clearly above every named law's or None,
+    its lead summed over the held-out runs, SE of that sum).
+
+    ``table``: a backtest's per-run table (``law``, ``observed``, ``lpd``; every law scored on the same
+    held-out runs in the same order, as :func:`bayescale.backtest` scores them), or several such
+    tables concatenated.
+    """
+    parts = {str(k): v for k, v in table.groupby("law", sort=False)}
+    named = [n for n in named if n in parts]
+    alternatives = [a for a in alternatives if a in parts]
+    if not named or not alternatives:
+        return None, math.nan, math.nan
+    total = {k: float(v["lpd"].sum()) for k, v in parts.items()}
+    top_named = max(named, key=total.get)
+    top_alt = max(alternatives, key=total.get)
+    a, b = parts[top_alt], parts[top_named]
+    if len(a) != len(b) or len(a) < 2 or not np.allclose(a["observed"].to_numpy(float),
+                                                        b["observed"].to_numpy(float), rtol=1e-12):
+        raise BayescaleError(f"backtest_preference: {top_alt!r} and {top_named!r} were not scored on the same "
+                             "held-out runs in the same order")
+    d = a["lpd"].to_numpy(float) - b["lpd"].to_numpy(float)
+    lead, se = float(d.sum()), float(np.std(d, ddof=1) * math.sqrt(len(d)))
+    return (top_alt if clear(lead, se) else None), lead, se

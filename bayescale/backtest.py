@@ -40,7 +40,7 @@ import math
 import re
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,7 @@ class Backtest:
     notes: tuple[str, ...] = ()
     timings: dict = field(default_factory=dict)
     fits: tuple = field(default=(), repr=False, compare=False)
+    law_check: dict | None = None     # other laws backtested beside the named ones (``law_check=True``)
 
     def as_dict(self) -> dict:
         """JSON-ready: summary per law, every held-out run, notes, timings."""
@@ -86,7 +87,9 @@ class Backtest:
         return {"holdout": self.holdout, "intervals": [f"central {prob_label(p)}% posterior predictive"
                                                        for p in self.probs],
                 "summary": records(self.summary), "runs": records(self.table), "notes": list(self.notes),
-                "timings": {k: float(v) for k, v in self.timings.items()}}
+                "timings": {k: float(v) for k, v in self.timings.items()},
+                "law_check": None if self.law_check is None else {k: _plain(v) if not isinstance(v, list) else v
+                                                                  for k, v in self.law_check.items()}}
 
     def __str__(self) -> str:
         labels = [prob_label(p) for p in self.probs]
@@ -104,6 +107,8 @@ class Backtest:
             extra = [c for c in ("group", "window") if c in self.table.columns]
             lines += ["", self.table[extra + show].to_string(float_format=lambda v: f"{v:.4g}")]
         lines += [f"note: {n}" for n in self.notes]
+        if self.law_check is not None:
+            lines.append(f"law check: {self.law_check['sentence']}")
         return "\n".join(lines)
 
 
@@ -389,15 +394,25 @@ def _prepare(laws, frame, noise) -> dict:
 def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: str = "C",
              split_column: str | None = None, train_value=None, group=None, noise: str | None = None,
              mapping=None, prob=(0.5, 0.9), chains: int = 4, warmup: int = 1000, draws: int = 1000,
-             seed: int = 0, target_accept: float = 0.8, progress: bool = False) -> Backtest:
+             seed: int = 0, target_accept: float = 0.8, progress: bool = False, law_check: bool = False) -> Backtest:
     """Fit each law on the runs not held out, predict the held-out runs (module docstring).
 
     ``runs``: DataFrame or CSV path; ``laws``: a name, a Law or a list;
     ``mapping`` renames columns (``{"x": "Seen Examples", "loss": "Loss"}``);
     ``group``: column(s) whose groups (learning curves) are backtested
     separately (a group whose split leaves too few runs is skipped, with a
-    note).  Sampler settings apply to every fit.
+    note).  Sampler settings apply to every fit.  ``law_check``: also
+    backtest the other built-in laws the runs allow (same split and
+    settings; :mod:`bayescale.evidence.lawcheck`), add them to the tables
+    (summary column ``named`` False) and say in ``law_check`` whether one
+    of them is clearly better on the held-out runs (the command line does
+    this by default when one law is named).
     """
+    if law_check:
+        return _with_law_check(runs, laws, dict(
+            holdout=holdout, holdout_top=holdout_top, by=by, split_column=split_column, train_value=train_value,
+            group=group, noise=noise, mapping=mapping, prob=prob, chains=chains, warmup=warmup, draws=draws,
+            seed=seed, target_accept=target_accept, progress=progress))
     t0 = time.perf_counter()
     laws = _laws(laws)
     probs = _probs(prob)
@@ -426,6 +441,61 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
             description = f"top {100 * _parse_fraction(holdout_top):.4g}% of runs by {by}"
         description = f"{description} in each group of {group if isinstance(group, str) else list(group)}"
     return runner.result(description, t0)
+
+
+def _with_law_check(runs, laws, options: dict) -> Backtest:
+    """The named laws' backtest, then the other built-in laws' on the same split, merged (see backtest)."""
+    from .evidence.lawcheck import alternative_laws, backtest_preference
+
+    named = backtest(runs, laws, **options)
+    names = list(named.summary.index)
+    raw, _, _ = _frames(runs, options["mapping"])
+    alternatives = alternative_laws(_laws(laws), raw, options["mapping"])
+    check = {"named": names, "alternatives": [law.name for law in alternatives], "prefers": None,
+             "lead": None, "se": None}
+    if not alternatives:
+        check["sentence"] = "no other built-in law can be fitted to these runs"
+        return replace(named, law_check=check)
+    notes, done = list(named.notes), []
+    for law in alternatives:            # one at a time: a law with too many parameters for the split skips alone
+        try:
+            done.append(backtest(runs, [law], **options))
+        except DataError as exc:
+            notes.append(f"law check: {law.name} could not be backtested: {exc}")
+    check["alternatives"] = [b.summary.index[0] for b in done]
+    if not done:
+        check["sentence"] = "none of the other laws could be backtested on this split (see the notes)"
+        return replace(named, notes=tuple(dict.fromkeys(notes)), law_check=check)
+    others = Backtest(table=pd.concat([b.table for b in done], ignore_index=True),
+                      summary=pd.concat([b.summary for b in done]), holdout=named.holdout, probs=named.probs,
+                      timings={k: sum(b.timings.get(k, 0.0) for b in done) for k in ("total_s", "fit_s", "fits")},
+                      fits=sum((b.fits for b in done), ()))
+    notes += [n for b in done for n in b.notes]
+    table = pd.concat([named.table, others.table], ignore_index=True)
+    summary = pd.concat([named.summary.assign(named=True), others.summary.assign(named=False)])
+    try:
+        prefers, lead, se = backtest_preference(table, names, list(others.summary.index))
+    except BayescaleError as exc:
+        prefers, lead, se = None, math.nan, math.nan
+        notes.append(f"law check: {exc}")
+    check.update(prefers=prefers, lead=None if not math.isfinite(lead) else lead,
+                 se=None if not math.isfinite(se) else se)
+    listed = ", ".join(check["alternatives"])
+    if prefers is not None:
+        check["sentence"] = (f"the held-out runs clearly prefer {prefers}, a law not named, over "
+                             f"{', '.join(names)}: its log predictive density is higher by {lead:.1f} in total "
+                             f"(SE {se:.1f}); rerun with --law {','.join(names)},{prefers} to compare them as equals")
+    elif math.isfinite(lead):
+        check["sentence"] = (f"none of the other laws ({listed}) is clearly better on the held-out runs (the best "
+                             f"of them differs from the best named law by {lead:+.1f} in total log predictive "
+                             f"density, SE {se:.1f}; clear means >= 4 and >= 2 SE)")
+    else:
+        check["sentence"] = f"the other laws ({listed}) could not be paired with the named ones on the held-out runs"
+    timings = {k: named.timings.get(k, 0.0) + others.timings.get(k, 0.0) for k in ("total_s", "fit_s", "fits")}
+    timings["per_fit_s"] = timings["fit_s"] / max(timings["fits"], 1.0)
+    return Backtest(table=table, summary=summary, holdout=named.holdout, probs=named.probs,
+                    notes=tuple(dict.fromkeys(notes)), timings=timings, fits=named.fits + others.fits,
+                    law_check=check)
 
 
 def _rollout_thresholds(values: np.ndarray, k: int, start: float) -> list[float]:

@@ -234,7 +234,7 @@ def test_cli_backtest(bnsl_csv, tmp_path, capsys):
     plot = tmp_path / "bt.png"
     argv = ["backtest", str(bnsl_csv), "--law", "bnsl1", "--split-column", "split", "--map",
             "x=train_set_size", "loss=test_cross_entropy", "--chains", "2", "--warmup", "500", "--draws", "500",
-            "--json", "--plot", str(plot)]
+            "--json", "--plot", str(plot), "--no-law-check"]
     assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["summary"][0]["law"] == "bnsl1" and len(data["runs"]) == 3
@@ -245,7 +245,7 @@ def test_cli_backtest(bnsl_csv, tmp_path, capsys):
     assert "exists" in err and "--force" in err and err.count("\n") == 1
     assert plot.stat().st_mtime_ns == before
     assert main(["backtest", str(bnsl_csv), "--law", "bnsl1", "--holdout", "x>=5000",
-                 "--map", "x=train_set_size", "loss=test_cross_entropy"]) == 2
+                 "--map", "x=train_set_size", "loss=test_cross_entropy", "--no-law-check"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: holdout 'x>=5000' selects none") and err.count("\n") == 1
 

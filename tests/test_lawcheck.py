@@ -138,3 +138,20 @@ def test_memo_command_line_switches_the_law_check(tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["memo"]["evidence"]["law_check"] is None
+
+
+def test_backtest_command_line_checks_the_other_laws_by_default_with_one_law(tmp_path, capsys):
+    csv = tmp_path / "pilot.csv"
+    pilot_chinchilla().to_csv(csv, index=False)
+    code = main(["backtest", str(csv), "--law", "chinchilla", "--holdout-top", "20%", "--chains", "2",
+                 "--warmup", "300", "--draws", "300", "--json", "--no-progress"])
+    assert code in (0, 3)
+    data = json.loads(capsys.readouterr().out)
+    check = data["law_check"]
+    assert check["named"] == ["chinchilla"] and check["alternatives"] == ["kaplan", "overtraining"]
+    assert {r["law"]: r["named"] for r in data["summary"]} == {"chinchilla": True, "kaplan": False,
+                                                              "overtraining": False}
+    assert check["sentence"] and (check["prefers"] is None or check["prefers"] in check["alternatives"])
+    assert all(np.isfinite(check[k]) for k in ("lead", "se"))
+    assert main(["backtest", str(csv), "--law", "chinchilla", "--rollout", "2", "--law-check"]) == 2
+    assert "--law-check is for" in capsys.readouterr().err

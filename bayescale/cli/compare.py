@@ -107,6 +107,10 @@ def register(subparsers) -> None:
     p.add_argument("--run", metavar="COLUMN",
                    help="with --rollout-compute: the column naming each row's training run (checkpoint data)")
     p.add_argument("--noise", choices=list(NOISE_MODELS), help="noise model (default: each card's)")
+    p.add_argument("--law-check", action=argparse.BooleanOptionalAction, default=None,
+                   help="also backtest the other built-in laws the runs allow, on the same split, and say whether "
+                        "one is clearly better (default: when one law is named, for --holdout, --holdout-top "
+                        "and --split-column)")
     _sampler_options(p, chains=4, warmup=1000, draws=1000)
     p.set_defaults(func=run_backtest)
 
@@ -218,6 +222,10 @@ def run_backtest(args) -> int:
                     warmup=args.warmup, draws=args.draws, seed=args.seed, progress=args.progress)
     if args.run is not None and args.rollout_compute is None:
         raise BayescaleError("--run is only used with --rollout-compute (other backtests hold out rows)")
+    rolling = args.rollout_compute is not None or args.rollout is not None
+    if args.law_check and rolling:
+        raise BayescaleError("--law-check is for --holdout, --holdout-top and --split-column backtests")
+    law_check = (len(laws) == 1 and not rolling) if args.law_check is None else args.law_check
     if args.rollout_compute is not None:
         from ..evidence.rollout import rollout_compute
 
@@ -228,6 +236,6 @@ def run_backtest(args) -> int:
     else:
         result = backtest(args.runs, laws, holdout=args.holdout, holdout_top=args.holdout_top, by=args.by,
                           split_column=args.split_column, train_value=args.train_value,
-                          group=_list(args.group), **settings)
+                          group=_list(args.group), law_check=law_check, **settings)
     _emit_with_plot(args, result, plot, "plot_backtest")
     return gate_status(args, int(result.summary["fits_failed_gate"].sum()) > 0)

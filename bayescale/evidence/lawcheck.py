@@ -93,10 +93,11 @@ def backtest_preference(table: pd.DataFrame, named: list[str], alternatives: lis
     """(alternative whose held-out log predictive density is clearly above every named law's or None,
     its lead summed over the held-out runs, SE of that sum).
 
-    ``table``: a backtest's per-run table (``law``, ``observed``, ``lpd``; every law scored on the same
-    held-out runs in the same order, as :func:`bayescale.backtest` scores them), or several such
-    tables concatenated.
+    ``table``: a backtest's per-run table (``law``, ``observed``, ``lpd``), or several such tables
+    concatenated; the laws' rows are paired by ``run`` (and ``group`` / ``window``) when the table has
+    that column (held-out runs only some laws were scored on are left out), else by position.
     """
+    keys = [k for k in ("group", "window", "run") if k in table.columns]
     parts = {str(k): v for k, v in table.groupby("law", sort=False)}
     named = [n for n in named if n in parts]
     alternatives = [a for a in alternatives if a in parts]
@@ -106,6 +107,10 @@ def backtest_preference(table: pd.DataFrame, named: list[str], alternatives: lis
     top_named = max(named, key=total.get)
     top_alt = max(alternatives, key=total.get)
     a, b = parts[top_alt], parts[top_named]
+    if "run" in keys:        # pair by the held-out run (a law may have skipped a group), not by position
+        a, b = (p.set_index(keys) for p in (a, b))
+        common = a.index.intersection(b.index)
+        a, b = a.loc[common], b.loc[common]
     if len(a) != len(b) or len(a) < 2 or not np.allclose(a["observed"].to_numpy(float),
                                                         b["observed"].to_numpy(float), rtol=1e-12):
         raise BayescaleError(f"backtest_preference: {top_alt!r} and {top_named!r} were not scored on the same "

@@ -271,6 +271,18 @@ def _score(fit, test: pd.DataFrame, probs) -> pd.DataFrame:
         out[f"rel_width_{lab}"] = (hi - lo) / np.abs(y)
     out["lpd"] = lpd(log_density(fit, inputs, y))
     out["extrapolation"] = pred["extrapolation"].to_numpy()
+    if getattr(fit, "calibration", None) is not None:      # the calibrated band, scored beside the raw one
+        from .evidence.calibration import calibrated_forecast
+
+        cal = calibrated_forecast(fit, pd.DataFrame(inputs), probs)
+        out["cal_predicted"] = cal.median
+        out["cal_are"] = np.abs(cal.median - y) / np.abs(y)
+        for p in probs:
+            lab = prob_label(p)
+            lo, hi = cal.intervals[p]
+            out[f"cal_hit_{lab}"] = (lo <= y) & (y <= hi)
+            out[f"cal_rel_width_{lab}"] = (hi - lo) / np.abs(y)
+        out["cal_lpd"] = cal.logpdf(y)
     return out
 
 
@@ -285,6 +297,13 @@ def _summarise(table: pd.DataFrame, probs, gate: dict) -> pd.DataFrame:
             row[f"mean_width_{lab}"] = float(part[f"width_{lab}"].mean())
             row[f"mean_rel_width_{lab}"] = float(part[f"rel_width_{lab}"].mean())
         row["mean_lpd"] = float(part["lpd"].mean())
+        if "cal_lpd" in part.columns:
+            row["cal_median_are"] = float(part["cal_are"].median())
+            for p in probs:
+                lab = prob_label(p)
+                row[f"cal_coverage_{lab}"] = float(part[f"cal_hit_{lab}"].mean())
+                row[f"cal_mean_rel_width_{lab}"] = float(part[f"cal_rel_width_{lab}"].mean())
+            row["cal_mean_lpd"] = float(part["cal_lpd"].mean())
         if "group" in part.columns:
             row["n_groups"] = int(part["group"].nunique())
         row["fits"], row["fits_failed_gate"] = gate.get(law, (0, 0))
@@ -328,8 +347,9 @@ def _groups(raw, frame, group):
 class _Runner:
     """Fits and scores every (law, split) pair with the same sampler settings."""
 
-    def __init__(self, laws, noise, probs, settings):
+    def __init__(self, laws, noise, probs, settings, calibrate: bool = False):
         self.laws, self.noise, self.probs, self.settings = laws, noise, probs, settings
+        self.calibrate = calibrate
         self.rows, self.fits, self.notes = [], [], []
         self.gate = {law.name: [0, 0] for law in laws}
         self.fit_seconds = 0.0
@@ -356,6 +376,8 @@ class _Runner:
             for w in caught:
                 if w.category.__name__ == "DataWarning":
                     self.notes.append(f"{law.name}: {w.message}")
+            if self.calibrate:
+                fitted = self._calibrated(fitted, law, extra)
             scored = _score(fitted, table[test], self.probs)
             scored.insert(0, "run", np.flatnonzero(test))
             for k, v in reversed(list(extra.items())):
@@ -364,6 +386,23 @@ class _Runner:
             scored.insert(0, "law", law.name)
             self.rows.append(scored.reset_index(drop=True))
             self.fits.append(fitted)
+
+    def _calibrated(self, fitted, law, extra):
+        """The fold's fit calibrated by a compute rollout of its own training rows (or as it was, noted)."""
+        from .evidence.calibration import calibrate
+
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = calibrate(fitted)
+        except DataError as exc:
+            where = ", ".join(f"{k} {v}" for k, v in extra.items())
+            self.notes.append(f"{law.name}{' (' + where + ')' if where else ''}: not calibrated ({exc}); its "
+                              "calibrated scores are left out")
+            out = fitted
+        self.fit_seconds += time.perf_counter() - t0
+        return out
 
     def result(self, holdout: str, t0: float) -> Backtest:
         table = pd.concat(self.rows, ignore_index=True)
@@ -394,7 +433,8 @@ def _prepare(laws, frame, noise) -> dict:
 def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: str = "C",
              split_column: str | None = None, train_value=None, group=None, noise: str | None = None,
              mapping=None, prob=(0.5, 0.9), chains: int = 4, warmup: int = 1000, draws: int = 1000,
-             seed: int = 0, target_accept: float = 0.8, progress: bool = False, law_check: bool = False) -> Backtest:
+             seed: int = 0, target_accept: float = 0.8, progress: bool = False, law_check: bool = False,
+             calibrate: bool = False) -> Backtest:
     """Fit each law on the runs not held out, predict the held-out runs (module docstring).
 
     ``runs``: DataFrame or CSV path; ``laws``: a name, a Law or a list;
@@ -406,19 +446,22 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
     settings; :mod:`bayescale.evidence.lawcheck`), add them to the tables
     (summary column ``named`` False) and say in ``law_check`` whether one
     of them is clearly better on the held-out runs (the command line does
-    this by default when one law is named).
+    this by default when one law is named).  ``calibrate``: calibrate
+    each fold's fit by a compute rollout of its own training rows
+    (:func:`bayescale.calibrate`) and score its calibrated band beside
+    the raw one (``cal_*`` columns of both tables).
     """
     if law_check:
         return _with_law_check(runs, laws, dict(
             holdout=holdout, holdout_top=holdout_top, by=by, split_column=split_column, train_value=train_value,
             group=group, noise=noise, mapping=mapping, prob=prob, chains=chains, warmup=warmup, draws=draws,
-            seed=seed, target_accept=target_accept, progress=progress))
+            seed=seed, target_accept=target_accept, progress=progress, calibrate=calibrate))
     t0 = time.perf_counter()
     laws = _laws(laws)
     probs = _probs(prob)
     raw, frame, _ = _frames(runs, mapping)
     settings = _settings(chains, warmup, draws, seed, target_accept, progress)
-    runner = _Runner(laws, noise, probs, settings)
+    runner = _Runner(laws, noise, probs, settings, calibrate=calibrate)
     description = None
     groups = _groups(raw, frame, group)
     for label, graw, gframe in groups:

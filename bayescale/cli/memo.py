@@ -98,6 +98,10 @@ def register(subparsers) -> None:
     p.add_argument("--law-check", action=argparse.BooleanOptionalAction, default=None,
                    help="also fit, compare and backtest the other built-in laws the runs allow, as a check that "
                         "never enters the answer (default: when one law is named for a runs CSV)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="state the extrapolation-calibrated band (a compute rollout of each fit's runs), with the "
+                        "posterior predictive beside it, and score it in the backtest (default: for a runs CSV, "
+                        "or fit files that carry a calibration)")
     add_sampler_options(p)
     add_strict(p, "a fit behind the answer failed the diagnostics gate (the memo is still written)")
     add_json(p)
@@ -145,7 +149,8 @@ def run_memo(args) -> int:
         holdout_top=args.holdout_top or ("20%" if not (args.holdout or args.split_column) else None),
         holdout=args.holdout, split_column=args.split_column, by=args.by, utility=args.utility, q=args.q,
         reloo=args.reloo, title=args.title, command=command_line(args), progress=args.progress,
-        law_check="auto" if args.law_check is None else args.law_check, **sampler_settings(args))
+        law_check="auto" if args.law_check is None else args.law_check,
+        calibrate="auto" if args.calibrate is None else args.calibrate, **sampler_settings(args))
     paths = write_memo(memo, out, force=args.force)
     return report(args, memo, paths)
 

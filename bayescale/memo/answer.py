@@ -50,14 +50,21 @@ def _predict_plan(fits, weights, plan, target) -> tuple[PlanAnswer, list[str]]:
     loss = _row_estimate(r, "pred_")
     law = _row_estimate(r, "law_")
     inputs = {k: float(r[k]) if k in r.index else float(plan[k]) for k in plan}
+    below = None if target is None else float(r["p_below_target"])
+    extra = {}
+    if "cal_median" in p.columns:           # the calibrated band is the default; the raw one stays beside it
+        extra = dict(loss_raw=loss, p_below_target_raw=below, calibration=str(p.attrs.get("calibration", "")))
+        loss = _row_estimate(r, "cal_")
+        below = None if target is None else float(r["cal_p_below_target"])
     return PlanAnswer(inputs=inputs, compute=float(r["C"]) if "C" in p.columns else None,
                       extrapolation=float(r["extrapolation"]), loss=loss, law_loss=law,
-                      p_below_target=None if target is None else float(r["p_below_target"])), _caught(caught)
+                      p_below_target=below, **extra), _caught(caught)
 
 
 def _row_estimate(row, prefix: str) -> Estimate:
-    """An Estimate from a predict() row: ``prefix`` "pred_" (predictive band) or "law_" (law band)."""
-    median = row["pred_median"] if prefix == "pred_" else row["median"]
+    """An Estimate from a predict() row: ``prefix`` "pred_" (predictive band), "law_" (law band) or "cal_"
+    (calibrated band)."""
+    median = {"pred_": row["pred_median"], "cal_": row.get("cal_median")}.get(prefix, row["median"])
     return Estimate(float(median), *(float(row[f"{prefix}{side}_{p}"]) for p in (50, 90)
                                      for side in ("lower", "upper")))
 
@@ -212,12 +219,12 @@ def _coverage_text(evidence, weights_by_name) -> tuple[str | None, list[str]]:
     main = [c for c in cov if c.weight >= 0.1] or [max(cov, key=lambda c: c.weight)]
     parts, caveats = [], []
     for c in main:
-        text = f"{c.name}'s 90% intervals covered {c.covered} of {c.n_test} held-out runs"
+        text = f"{c.name}'s {'calibrated ' if c.calibrated else ''}90% intervals covered {c.covered} of {c.n_test} held-out runs"
         text += f", {pct(c.coverage_90)}" if c.covered != c.n_test else ""
         if c.below_nominal:
             text += " — **below the nominal 90%: treat the interval as too narrow**"
             caveats.append(f"**Miscalibration**: in the backtest (the largest runs held out and predicted), "
-                           f"{c.name}'s 90% predictive intervals covered only {c.covered} of {c.n_test} held-out "
+                           f"{c.name}'s {'calibrated ' if c.calibrated else ''}90% predictive intervals covered only {c.covered} of {c.n_test} held-out "
                            f"runs ({pct(c.coverage_90)}; its 50% intervals {pct(c.coverage_50)}); with calibrated 90% "
                            f"intervals that few would be covered with probability "
                            f"{'below 0.001' if c.p_value < 0.001 else f'{c.p_value:.2g}'}. The stated intervals are too "
@@ -397,8 +404,15 @@ def _decision(question, plan_ans, alloc, choice, regret, sens, evidence, weights
         sentence = (f"**Prediction for the plan** ({where}){compute}: no compute-optimal allocation can be made for "
                     f"these laws.{target_clause}")
     laws = ", ".join(f"{n} {w:.2f}" for n, w in weights_by_name.items())
-    basis = ("Basis: " + ("the posterior predictive distribution of the run's loss (parameters and run-to-run noise)"
-                          if plan_ans is not None else "the posterior draws of the laws' parameters")
+    if plan_ans is None:
+        source_words = "the posterior draws of the laws' parameters"
+    elif plan_ans.loss_raw is not None:
+        source_words = ("the calibrated predictive distribution of the run's loss (parameters, run-to-run noise and "
+                        "the law's error at the distance of the extrapolation, learned from a compute rollout inside "
+                        "the data)")
+    else:
+        source_words = "the posterior predictive distribution of the run's loss (parameters and run-to-run noise)"
+    basis = ("Basis: " + source_words
              + (f", stacked over the laws with their stacking weights ({laws})" if len(weights_by_name) > 1 else
                 f", from one law ({laws.split()[0]})")
              + ("" if plan_ans is None else f"; the plan lies {g(plan_ans.extrapolation, 3)}x beyond the largest "
@@ -415,8 +429,11 @@ def _headline(question, evidence, plan_ans, alloc, choice, regret, status, targe
     if plan_ans is not None:
         e = plan_ans.loss
         where = ", ".join(quantity(k, v, 2) for k, v in plan_ans.inputs.items())
+        raw = plan_ans.loss_raw
+        band = "" if raw is None else (f" (calibrated for extrapolation by a compute rollout inside the data; the "
+                                       f"posterior predictive alone gives {interval(raw, 90)})")
         lines.append(f"Predicted loss of the plan ({where}): median **{g(e.median)}**, 50% interval "
-                     f"{interval(e, 50)}, 90% interval {interval(e, 90)}"
+                     f"{interval(e, 50)}, 90% interval {interval(e, 90)}{band}"
                      + (f"; {coverage}" if coverage else "") + ".")
         if plan_ans.p_below_target is not None:
             lines.append(f"P(loss < {g(question.target)}) = **{plan_ans.p_below_target:.2f}** "

@@ -79,6 +79,28 @@ def _versions(fits) -> dict:
     return out
 
 
+def _calibrate_all(fits, names, say) -> tuple[list, list[str]]:
+    """Every fit with a calibration (those given with one keep it); notes for those that could not be."""
+    from ..errors import DataError
+    from ..evidence.calibration import calibrate
+
+    out, notes = [], []
+    for f, name in zip(fits, names):
+        if getattr(f, "calibration", None) is not None:
+            out.append(f)
+            continue
+        say(f"calibrating {name}: a compute rollout of its own runs (refits below C_max / 2 and / 4)")
+        try:
+            out.append(calibrate(f))
+        except DataError as exc:
+            notes.append(f"{name} could not be calibrated ({exc}); the memo states the posterior predictive "
+                         "intervals alone")
+            out.append(f)
+    if any(f.calibration is None for f in out):
+        out = [replace(f, calibration=None) for f in out]     # the band needs every fit of the mixture
+    return out, notes
+
+
 def _title(plan, budget) -> str:
     if plan is not None and {"N", "D"} <= set(plan):
         return f"Decision memo: a run of {count(plan['N'])} parameters on {count(plan['D'])} tokens"
@@ -106,7 +128,7 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
                backtest: bool = True, utility: str = "mean", q: float = 0.9, within: float = 0.05,
                reloo=None, chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
                target_accept: float = 0.8, figures: bool = True, title=None, data_note=None, truth=None,
-               command=None, progress=None, law_check="auto") -> Memo:
+               command=None, progress=None, law_check="auto", calibrate="auto") -> Memo:
     """Everything a decision memo states, computed once (see the module docstring).
 
     ``runs``: DataFrame or CSV path; ``laws``: names (or Laws), fitted with
@@ -126,6 +148,11 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     by PSIS-LOO and backtest them the same way, and say plainly when one is clearly better
     (:mod:`bayescale.evidence.lawcheck`); they never enter the answer.  ``"auto"`` (default) does so
     when ``laws`` names exactly one law (not for ``fits``), ``True`` always, ``False`` never.
+    ``calibrate``: the stated intervals are the extrapolation-calibrated band
+    (:func:`bayescale.calibrate`: a compute rollout of each fit's own runs), labelled, with the
+    posterior predictive beside it, and the backtest scores that band too (each fold calibrated on
+    its own training rows).  ``"auto"`` (default): when the memo fits the laws, or when every given
+    fit already carries a calibration; ``True`` calibrates given fits that lack one; ``False`` never.
     """
     t_start = time.perf_counter()
     say = Steps("memo", progress is not False)
@@ -144,6 +171,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
                                  "(or backtest=False)")
     if law_check not in ("auto", True, False):
         raise BayescaleError(f"law_check must be 'auto', True or False, got {law_check!r}")
+    if calibrate not in ("auto", True, False):
+        raise BayescaleError(f"calibrate must be 'auto', True or False, got {calibrate!r}")
     settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed, "target_accept": target_accept}
 
     frame, file_sha = None, None
@@ -163,6 +192,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         fits, data_notes = _fit_all(runs, specs, mapping, settings, say)
         if law_check == "auto":
             law_check = len(law_list) == 1
+        if calibrate == "auto":
+            calibrate = True
     else:
         from ..result import Fit
 
@@ -172,7 +203,13 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         say(f"using {len(fits)} fitted law(s): " + ", ".join(f.law.name for f in fits))
         if law_check == "auto":
             law_check = False
+        if calibrate == "auto":
+            calibrate = all(getattr(f, "calibration", None) is not None for f in fits)
     names = _fit_names(fits)
+    if calibrate:
+        fits, cal_notes = _calibrate_all(fits, names, say)
+        data_notes = list(data_notes) + cal_notes
+        calibrate = all(f.calibration is not None for f in fits)
 
     comparison = None
     if len(fits) > 1:
@@ -188,7 +225,7 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     bt, holdout_fits, bt_notes, skipped = None, [], [], []
     if backtest:
         bt, holdout_fits, bt_notes, skipped = _backtests(frame, fits, names, mapping, holdout, holdout_top,
-                                                         by, split_column, say)
+                                                         by, split_column, say, calibrate=calibrate)
     else:
         skipped.append("no backtest was asked for (backtest=False / --no-backtest)")
 

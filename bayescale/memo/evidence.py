@@ -50,8 +50,9 @@ def _fit_all(runs, specs, mapping, settings, say) -> tuple[list, list[str]]:
     return fits, list(dict.fromkeys(notes))
 
 
-def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_column, say):
-    """Backtest each fit's law and noise model with its own sampler settings; merge the results."""
+def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_column, say, calibrate=False):
+    """Backtest each fit's law and noise model with its own sampler settings; merge the results.
+    ``calibrate``: each fold's fit also gets a calibration from its own training rows, scored beside."""
     from ..backtest import Backtest, backtest
 
     parts, holdout_fits, notes, skipped = [], [], [], []
@@ -67,7 +68,7 @@ def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_colu
                               holdout_top=holdout_top, by=by, split_column=split_column,
                               chains=s.get("chains", 4), warmup=s.get("warmup", 1000),
                               draws=s.get("draws", 1000), seed=s.get("seed", 0),
-                              target_accept=s.get("target_accept", 0.8))
+                              target_accept=s.get("target_accept", 0.8), calibrate=calibrate)
         except DataError as exc:
             skipped.append(f"backtest of {name} skipped: {exc}")
             say(f"  skipped: {exc}")
@@ -83,7 +84,8 @@ def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_colu
         for hf in bt.fits:
             holdout_fits.append((name, hf))
         row = summary.iloc[0]
-        say(f"  {name}: median ARE {row['median_are']:.3g}, 90% coverage {row['coverage_90']:.2f} "
+        cal = "" if _opt(row, "cal_coverage_90") is None else f" (calibrated {row['cal_coverage_90']:.2f})"
+        say(f"  {name}: median ARE {row['median_are']:.3g}, 90% coverage {row['coverage_90']:.2f}{cal} "
             f"on {int(row['n_test'])} held-out runs")
     if not parts:
         return None, holdout_fits, notes, skipped
@@ -94,15 +96,24 @@ def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_colu
     return merged, holdout_fits, notes, skipped
 
 
+def _opt(r, col):
+    v = r.get(col) if hasattr(r, "get") else None
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
 def _coverage(bt, weights: dict) -> list[Coverage]:
+    """Each fit's backtest coverage of the intervals the memo states: the calibrated band's where the
+    backtest scored one, else the posterior predictive's."""
     out = []
     for name, r in bt.summary.iterrows():
         n = int(r["n_test"])
-        covered = int(round(float(r["coverage_90"]) * n))
+        cal = _opt(r, "cal_coverage_90") is not None
+        c90 = float(r["cal_coverage_90" if cal else "coverage_90"])
+        c50 = float(r["cal_coverage_50" if cal else "coverage_50"])
+        covered = int(round(c90 * n))
         p = binomial_cdf(covered, n, 0.9)
         out.append(Coverage(name=str(name), weight=float(weights.get(str(name), 0.0)), n_test=n, covered=covered,
-                            coverage_90=float(r["coverage_90"]), coverage_50=float(r["coverage_50"]), p_value=p,
-                            below_nominal=p < 0.05))
+                            coverage_90=c90, coverage_50=c50, p_value=p, below_nominal=p < 0.05, calibrated=cal))
     return out
 
 
@@ -141,7 +152,10 @@ def _evidence(fits, names, comparison, bt, bt_notes, skipped, truth, weights) ->
                 name=str(name), n_test=int(r["n_test"]), median_are=float(r["median_are"]),
                 mean_are=float(r["mean_are"]), coverage_50=float(r["coverage_50"]),
                 coverage_90=float(r["coverage_90"]), mean_rel_width_90=float(r["mean_rel_width_90"]),
-                mean_lpd=float(r["mean_lpd"]), fits_failed_gate=int(r["fits_failed_gate"])))
+                mean_lpd=float(r["mean_lpd"]), fits_failed_gate=int(r["fits_failed_gate"]),
+                cal_median_are=_opt(r, "cal_median_are"), cal_coverage_50=_opt(r, "cal_coverage_50"),
+                cal_coverage_90=_opt(r, "cal_coverage_90"), cal_mean_rel_width_90=_opt(r, "cal_mean_rel_width_90"),
+                cal_mean_lpd=_opt(r, "cal_mean_lpd")))
     params = []
     for f, name in zip(fits, names):
         table = f.summary()

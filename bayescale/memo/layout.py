@@ -177,13 +177,29 @@ def _laws(m: Memo) -> list:
                         "about 50% and 90%); width is relative to the observed loss; lpd is the mean log "
                         "predictive density."))
         low = {c.name for c in e.coverage if c.below_nominal}
+        cal = any(b.cal_coverage_90 is not None for b in e.backtest)
+
+        def flag(b, v, calibrated):
+            mark = b.name in low and calibrated == any(c.calibrated for c in e.coverage if c.name == b.name)
+            return f"**{pct(v)} (below 90%)**" if mark else pct(v)
+
+        rows = []
+        for b in e.backtest:
+            rows.append((b.name + (" (posterior predictive)" if cal else ""), str(b.n_test),
+                         f"{100 * b.median_are:.2f}%", f"{100 * b.mean_are:.2f}%", pct(b.coverage_50),
+                         flag(b, b.coverage_90, False), f"{100 * b.mean_rel_width_90:.1f}%", f"{b.mean_lpd:.2f}",
+                         str(b.fits_failed_gate)))
+            if b.cal_coverage_90 is not None:
+                rows.append((b.name + " (calibrated: the stated band)", str(b.n_test),
+                             f"{100 * b.cal_median_are:.2f}%", "–", pct(b.cal_coverage_50),
+                             flag(b, b.cal_coverage_90, True), f"{100 * b.cal_mean_rel_width_90:.1f}%",
+                             f"{b.cal_mean_lpd:.2f}", "–"))
         out.append(Table(("fit", "held-out runs", "median ARE", "mean ARE", "50% coverage", "90% coverage",
-                          "90% width", "mean lpd", "fits failing the gate"),
-                         tuple((b.name, str(b.n_test), f"{100 * b.median_are:.2f}%", f"{100 * b.mean_are:.2f}%",
-                                pct(b.coverage_50),
-                                f"**{pct(b.coverage_90)} (below 90%)**" if b.name in low else pct(b.coverage_90),
-                                f"{100 * b.mean_rel_width_90:.1f}%", f"{b.mean_lpd:.2f}", str(b.fits_failed_gate))
-                               for b in e.backtest)))
+                          "90% width", "mean lpd", "fits failing the gate"), tuple(rows)))
+        if cal:
+            out.append(Para("The calibrated rows: each fold's fit was calibrated by a compute rollout of its own "
+                            "training runs, as the answer's fits were, and its calibrated band scored on the same "
+                            "held-out runs."))
         if low:
             out.append(Para("A 90% coverage marked *below 90%* is clearly below nominal for that many held-out runs "
                             "(a binomial probability below 0.05 of covering so few if the intervals were "
@@ -244,17 +260,30 @@ def _answer(m: Memo) -> list:
     if a.plan is not None:
         p = a.plan
         out.append(Heading(3, "Predicted loss of the plan"))
-        rows = [("a new run's loss (posterior predictive: parameters + noise)", g(p.loss.median),
-                 interval(p.loss, 50), interval(p.loss, 90)),
-                ("the law's value (parameter uncertainty only)", g(p.law_loss.median), interval(p.law_loss, 50),
-                 interval(p.law_loss, 90))]
+        rows = []
+        if p.loss_raw is not None:
+            rows.append(("a new run's loss, calibrated for extrapolation (the stated band)", g(p.loss.median),
+                         interval(p.loss, 50), interval(p.loss, 90)))
+        raw = p.loss if p.loss_raw is None else p.loss_raw
+        rows += [("a new run's loss (posterior predictive: parameters + noise)", g(raw.median),
+                  interval(raw, 50), interval(raw, 90)),
+                 ("the law's value (parameter uncertainty only)", g(p.law_loss.median), interval(p.law_loss, 50),
+                  interval(p.law_loss, 90))]
         out.append(Table(("at " + _inputs(p.inputs), "median", "50% interval", "90% interval"), tuple(rows)))
+        if p.calibration:
+            out.append(Para(f"The calibrated band: {p.calibration}. It widens the posterior predictive by how wrong "
+                            "the law was when refitted on the lower part of the runs' compute and asked for the "
+                            "rest (a discrepancy that grows with the log of the extrapolation factor); the raw band "
+                            "assumes the law is exactly right."))
         if a.coverage_text:
             out.append(Para(f"Calibration of such intervals out of sample: {a.coverage_text}."))
         extra = []
         if p.p_below_target is not None:
-            extra.append(f"P(loss < {g(q.target)}) = **{p.p_below_target:.2f}** (from the posterior predictive "
-                         "distribution of the run's loss).")
+            source = "the calibrated predictive" if p.loss_raw is not None else "the posterior predictive"
+            extra.append(f"P(loss < {g(q.target)}) = **{p.p_below_target:.2f}** (from {source} distribution of "
+                         "the run's loss" + ("" if p.p_below_target_raw is None else
+                                             f"; the posterior predictive alone gives {p.p_below_target_raw:.2f}")
+                         + ").")
         extra.append(f"Stacked over the laws with the stacking weights. The plan lies {g(p.extrapolation, 3)}x "
                      "beyond the largest fitted run.")
         out.append(Para(" ".join(extra)))

@@ -130,6 +130,11 @@ class BacktestScore:
     mean_rel_width_90: float
     mean_lpd: float
     fits_failed_gate: int
+    cal_median_are: float | None = None        # the calibrated band's scores (None: not calibrated)
+    cal_coverage_50: float | None = None
+    cal_coverage_90: float | None = None
+    cal_mean_rel_width_90: float | None = None
+    cal_mean_lpd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class Coverage:
     coverage_50: float
     p_value: float
     below_nominal: bool
+    calibrated: bool = False  # the scores are of the calibrated band (the memo's default intervals)
 
 
 @dataclass(frozen=True)
@@ -243,9 +249,12 @@ class PlanAnswer:
     inputs: dict
     compute: float | None
     extrapolation: float
-    loss: Estimate         # posterior predictive (parameters + run-to-run noise)
+    loss: Estimate         # the default band: calibrated when ``calibration`` is set, else posterior predictive
     law_loss: Estimate     # the law's value (parameter uncertainty only)
     p_below_target: float | None
+    loss_raw: Estimate | None = None          # the posterior predictive alone, when ``loss`` is calibrated
+    p_below_target_raw: float | None = None
+    calibration: str | None = None            # the calibrated band's label (what it rests on, n)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import math
 import re
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -452,7 +452,9 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
     the raw one (``cal_*`` columns of both tables).
     """
     if law_check:
-        return _with_law_check(runs, laws, dict(
+        from .evidence.lawcheck import backtest_with_law_check
+
+        return backtest_with_law_check(runs, laws, dict(
             holdout=holdout, holdout_top=holdout_top, by=by, split_column=split_column, train_value=train_value,
             group=group, noise=noise, mapping=mapping, prob=prob, chains=chains, warmup=warmup, draws=draws,
             seed=seed, target_accept=target_accept, progress=progress, calibrate=calibrate))
@@ -484,61 +486,6 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
             description = f"top {100 * _parse_fraction(holdout_top):.4g}% of runs by {by}"
         description = f"{description} in each group of {group if isinstance(group, str) else list(group)}"
     return runner.result(description, t0)
-
-
-def _with_law_check(runs, laws, options: dict) -> Backtest:
-    """The named laws' backtest, then the other built-in laws' on the same split, merged (see backtest)."""
-    from .evidence.lawcheck import alternative_laws, backtest_preference
-
-    named = backtest(runs, laws, **options)
-    names = list(named.summary.index)
-    raw, _, _ = _frames(runs, options["mapping"])
-    alternatives = alternative_laws(_laws(laws), raw, options["mapping"])
-    check = {"named": names, "alternatives": [law.name for law in alternatives], "prefers": None,
-             "lead": None, "se": None}
-    if not alternatives:
-        check["sentence"] = "no other built-in law can be fitted to these runs"
-        return replace(named, law_check=check)
-    notes, done = list(named.notes), []
-    for law in alternatives:            # one at a time: a law with too many parameters for the split skips alone
-        try:
-            done.append(backtest(runs, [law], **options))
-        except DataError as exc:
-            notes.append(f"law check: {law.name} could not be backtested: {exc}")
-    check["alternatives"] = [b.summary.index[0] for b in done]
-    if not done:
-        check["sentence"] = "none of the other laws could be backtested on this split (see the notes)"
-        return replace(named, notes=tuple(dict.fromkeys(notes)), law_check=check)
-    others = Backtest(table=pd.concat([b.table for b in done], ignore_index=True),
-                      summary=pd.concat([b.summary for b in done]), holdout=named.holdout, probs=named.probs,
-                      timings={k: sum(b.timings.get(k, 0.0) for b in done) for k in ("total_s", "fit_s", "fits")},
-                      fits=sum((b.fits for b in done), ()))
-    notes += [n for b in done for n in b.notes]
-    table = pd.concat([named.table, others.table], ignore_index=True)
-    summary = pd.concat([named.summary.assign(named=True), others.summary.assign(named=False)])
-    try:
-        prefers, lead, se = backtest_preference(table, names, list(others.summary.index))
-    except BayescaleError as exc:
-        prefers, lead, se = None, math.nan, math.nan
-        notes.append(f"law check: {exc}")
-    check.update(prefers=prefers, lead=None if not math.isfinite(lead) else lead,
-                 se=None if not math.isfinite(se) else se)
-    listed = ", ".join(check["alternatives"])
-    if prefers is not None:
-        check["sentence"] = (f"the held-out runs clearly prefer {prefers}, a law not named, over "
-                             f"{', '.join(names)}: its log predictive density is higher by {lead:.1f} in total "
-                             f"(SE {se:.1f}); rerun with --law {','.join(names)},{prefers} to compare them as equals")
-    elif math.isfinite(lead):
-        check["sentence"] = (f"none of the other laws ({listed}) is clearly better on the held-out runs (the best "
-                             f"of them differs from the best named law by {lead:+.1f} in total log predictive "
-                             f"density, SE {se:.1f}; clear means >= 4 and >= 2 SE)")
-    else:
-        check["sentence"] = f"the other laws ({listed}) could not be paired with the named ones on the held-out runs"
-    timings = {k: named.timings.get(k, 0.0) + others.timings.get(k, 0.0) for k in ("total_s", "fit_s", "fits")}
-    timings["per_fit_s"] = timings["fit_s"] / max(timings["fits"], 1.0)
-    return Backtest(table=table, summary=summary, holdout=named.holdout, probs=named.probs,
-                    notes=tuple(dict.fromkeys(notes)), timings=timings, fits=named.fits + others.fits,
-                    law_check=check)
 
 
 def _rollout_thresholds(values: np.ndarray, k: int, start: float) -> list[float]:

@@ -26,7 +26,8 @@ import pandas as pd
 
 from ..errors import BayescaleError
 
-__all__ = ["CLEAR_DIFF", "CLEAR_RATIO", "alternative_laws", "backtest_preference", "clear", "loo_preference"]
+__all__ = ["CLEAR_DIFF", "CLEAR_RATIO", "alternative_laws", "backtest_preference", "backtest_with_law_check", "clear",
+           "loo_preference"]
 
 CLEAR_DIFF = 4.0      # compare's verdict: a difference of at least 4 ...
 CLEAR_RATIO = 2.0     # ... that is at least 2 standard errors
@@ -118,3 +119,63 @@ def backtest_preference(table: pd.DataFrame, named: list[str], alternatives: lis
     d = a["lpd"].to_numpy(float) - b["lpd"].to_numpy(float)
     lead, se = float(d.sum()), float(np.std(d, ddof=1) * math.sqrt(len(d)))
     return (top_alt if clear(lead, se) else None), lead, se
+
+
+def backtest_with_law_check(runs, laws, options: dict):
+    """:func:`bayescale.backtest` of the named ``laws`` with ``options``, then of each other built-in law the
+    runs allow on the same split, merged into one :class:`~bayescale.backtest.Backtest` whose
+    ``law_check`` says whether one of the others is clearly better on the held-out runs."""
+    from dataclasses import replace
+
+    from ..backtest import Backtest, _frames, _laws, backtest
+    from ..errors import DataError
+
+    named = backtest(runs, laws, **options)
+    names = list(named.summary.index)
+    raw, _, _ = _frames(runs, options["mapping"])
+    alternatives = alternative_laws(_laws(laws), raw, options["mapping"])
+    check = {"named": names, "alternatives": [law.name for law in alternatives], "prefers": None,
+             "lead": None, "se": None}
+    if not alternatives:
+        check["sentence"] = "no other built-in law can be fitted to these runs"
+        return replace(named, law_check=check)
+    notes, done = list(named.notes), []
+    for law in alternatives:            # one at a time: a law with too many parameters for the split skips alone
+        try:
+            done.append(backtest(runs, [law], **options))
+        except DataError as exc:
+            notes.append(f"law check: {law.name} could not be backtested: {exc}")
+    check["alternatives"] = [b.summary.index[0] for b in done]
+    if not done:
+        check["sentence"] = "none of the other laws could be backtested on this split (see the notes)"
+        return replace(named, notes=tuple(dict.fromkeys(notes)), law_check=check)
+    others = Backtest(table=pd.concat([b.table for b in done], ignore_index=True),
+                      summary=pd.concat([b.summary for b in done]), holdout=named.holdout, probs=named.probs,
+                      timings={k: sum(b.timings.get(k, 0.0) for b in done) for k in ("total_s", "fit_s", "fits")},
+                      fits=sum((b.fits for b in done), ()))
+    notes += [n for b in done for n in b.notes]
+    table = pd.concat([named.table, others.table], ignore_index=True)
+    summary = pd.concat([named.summary.assign(named=True), others.summary.assign(named=False)])
+    try:
+        prefers, lead, se = backtest_preference(table, names, list(others.summary.index))
+    except BayescaleError as exc:
+        prefers, lead, se = None, math.nan, math.nan
+        notes.append(f"law check: {exc}")
+    check.update(prefers=prefers, lead=None if not math.isfinite(lead) else lead,
+                 se=None if not math.isfinite(se) else se)
+    listed = ", ".join(check["alternatives"])
+    if prefers is not None:
+        check["sentence"] = (f"the held-out runs clearly prefer {prefers}, a law not named, over "
+                             f"{', '.join(names)}: its log predictive density is higher by {lead:.1f} in total "
+                             f"(SE {se:.1f}); rerun with --law {','.join(names)},{prefers} to compare them as equals")
+    elif math.isfinite(lead):
+        check["sentence"] = (f"none of the other laws ({listed}) is clearly better on the held-out runs (the best "
+                             f"of them differs from the best named law by {lead:+.1f} in total log predictive "
+                             f"density, SE {se:.1f}; clear means >= 4 and >= 2 SE)")
+    else:
+        check["sentence"] = f"the other laws ({listed}) could not be paired with the named ones on the held-out runs"
+    timings = {k: named.timings.get(k, 0.0) + others.timings.get(k, 0.0) for k in ("total_s", "fit_s", "fits")}
+    timings["per_fit_s"] = timings["fit_s"] / max(timings["fits"], 1.0)
+    return Backtest(table=table, summary=summary, holdout=named.holdout, probs=named.probs,
+                    notes=tuple(dict.fromkeys(notes)), timings=timings, fits=named.fits + others.fits,
+                    law_check=check)

@@ -132,8 +132,9 @@ def _sensitivity(fits, names, weights, plan, target, budget, regret_ok, allocata
             warnings.simplefilter("ignore")
             if plan is not None:
                 p = predict(f, pd.DataFrame([plan]), prob=(0.5, 0.9), target=target, warn_beyond=math.inf).iloc[0]
-                plan_loss = _row_estimate(p, "pred_")
-                p_below = None if target is None else float(p["p_below_target"])
+                cal = "cal_median" in p.index     # the band the answer states: calibrated when the fit is
+                plan_loss = _row_estimate(p, "cal_" if cal else "pred_")
+                p_below = None if target is None else float(p["cal_p_below_target" if cal else "p_below_target"])
             if allocatable and budget is not None:
                 a = optimal(f, [budget])
                 ratio, n_opt, l_opt = _estimate(a.ratio[:, 0]), _estimate(a.N[:, 0]), _estimate(a.loss[:, 0])

@@ -53,6 +53,13 @@ T2d and T5 are too wide (50% coverage 0.6-1.0): the Gemstones rollout's truncate
 harder than the real extrapolations (raw 90% coverage of the rollout runs 0.36-0.5), and T2d's new
 shapes rest on the s0 prior (median 3.1%) because two runs say nothing about a new run's offset.
 
+2026-12-01, later: T1a-T1c re-run on main after the chains' start jitter was scaled to the posterior
+(``--tasks T1a,T1b,T1c``, today's and the default calibrated method): today 0.82% / 0.12 / 0.58 (24) /
+1.80% / 1.56, 0.77% / 0.08 / 0.54 (48) / 1.71% / 1.51, 0.56% / 0.28 / 0.77 (180) / 1.73% / 2.28 (no
+fit failed the gate); calibrated 0.83% / 0.25 / 0.92 (24) / 3.38% / 2.10, 0.77% / 0.12 / 0.62 (48) /
+1.87% / 1.87, 0.56% / 0.32 / 0.88 (180) / 2.06% / 2.49.  The memo now states this calibrated band by
+default (``build_memo(calibrate=...)``).
+
 The other registered calibrators ("calibrated: rollout discrepancy" without the offset term,
 "calibrated: inflation") were not run at full settings for lack of machine time; which calibrator
 is the default was decided on the training side only (``--training-side --quick``, 2026-12-01,

@@ -86,3 +86,15 @@ def test_backtest_calibrate_scores_both_bands():
         assert np.isfinite(row[col]), col
     assert {"cal_predicted", "cal_hit_90", "cal_lpd"} <= set(bt.table.columns)
     assert all(f.calibration is not None for f in bt.fits)
+
+
+def test_a_calibration_on_few_rollout_runs_is_a_caveat():
+    from dataclasses import replace
+
+    fit = bayescale.calibrate(bayescale.fit(pilot_chinchilla(), law="chinchilla", retry=False, **SHORT))
+    assert fit.calibration.n >= 9            # the pilot's rollout scores 24 runs: no caveat
+    plain = build_memo(fits=[fit], plan=PLAN, backtest=False, figures=False, progress=False)
+    assert not any("rests on only" in c for c in plain.answer.caveats)
+    thin = replace(fit, calibration=replace(fit.calibration, n=3))
+    m = build_memo(fits=[thin], plan=PLAN, backtest=False, figures=False, progress=False)
+    assert any("rests on only 3 rollout runs" in c for c in m.answer.caveats)

@@ -101,6 +101,18 @@ def _calibrate_all(fits, names, say) -> tuple[list, list[str]]:
     return out, notes
 
 
+def _thin_calibration(fits) -> str | None:
+    """A caveat when a stated calibrated band rests on fewer rollout runs than a conformal factor needs."""
+    from ..evidence.calibration import MIN_CONFORMAL
+
+    n = min(f.calibration.n for f in fits)
+    if n >= MIN_CONFORMAL:
+        return None
+    return (f"The calibrated band rests on only {n} rollout run{'s' if n != 1 else ''} (the runs above its compute "
+            f"rollout's cuts, C_max / F), fewer than the {MIN_CONFORMAL} a conformal correction needs: "
+            "its width is mostly its prior (learned on public data), not a measurement on these runs.")
+
+
 def _title(plan, budget) -> str:
     if plan is not None and {"N", "D"} <= set(plan):
         return f"Decision memo: a run of {count(plan['N'])} parameters on {count(plan['D'])} tokens"
@@ -254,6 +266,9 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     answer = _answer(fits, weights, names, plan_inputs, question, evidence, within, data_notes, sens, report)
     if check is not None and check.caveats:
         answer = replace(answer, caveats=tuple(answer.caveats) + check.caveats)
+    thin = _thin_calibration(fits) if answer.plan is not None and answer.plan.calibration else None
+    if thin:
+        answer = replace(answer, caveats=tuple(answer.caveats) + (thin,))
     truth_rows = _truth_rows(truth, fits, plan_inputs, budget) if truth else []
     data = _data_summary(fits, file_sha, plan_inputs, None if answer.plan is None else answer.plan.extrapolation,
                          budget, data_note, truth_rows)

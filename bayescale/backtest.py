@@ -40,7 +40,7 @@ import math
 import re
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -254,9 +254,12 @@ def _score(fit, test: pd.DataFrame, probs) -> pd.DataFrame:
     law = fit.law
     inputs = {k: test[k].to_numpy(float) for k in law.input_names}
     y = test[law.response.name].to_numpy(float)
+    calibrated = getattr(fit, "calibration", None) is not None
     with warnings.catch_warnings():    # a failed fold fit is counted in fits_failed_gate and warned by fit()
         warnings.filterwarnings("ignore", message="the fit of .* used here failed", category=ConvergenceWarning)
-        pred = predict(fit, pd.DataFrame(inputs), prob=probs, warn_beyond=math.inf)
+        # the raw bands only: a calibrated fit's band is computed once, below, with its density
+        pred = predict(replace(fit, calibration=None) if calibrated else fit, pd.DataFrame(inputs), prob=probs,
+                       warn_beyond=math.inf)
     out = pd.DataFrame(inputs, index=test.index)
     out["observed"] = y
     out["predicted"] = pred["pred_median"].to_numpy()
@@ -271,7 +274,7 @@ def _score(fit, test: pd.DataFrame, probs) -> pd.DataFrame:
         out[f"rel_width_{lab}"] = (hi - lo) / np.abs(y)
     out["lpd"] = lpd(log_density(fit, inputs, y))
     out["extrapolation"] = pred["extrapolation"].to_numpy()
-    if getattr(fit, "calibration", None) is not None:      # the calibrated band, scored beside the raw one
+    if calibrated:                      # the calibrated band, scored beside the raw one
         from .evidence.calibration import calibrated_forecast
 
         cal = calibrated_forecast(fit, pd.DataFrame(inputs), probs)

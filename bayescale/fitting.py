@@ -38,6 +38,7 @@ __all__ = ["fit", "retry_form", "retry_settings"]
 
 START_JITTER = 0.1       # the widest start jitter per unconstrained coordinate
 
+
 def _versions() -> dict:
     out = {"python": sys.version.split()[0]}
     for pkg in ("bayescale", "numpyro", "jax", "jaxlib", "arviz", "numpy", "pandas"):
@@ -179,7 +180,7 @@ def _describe(changed: dict) -> str:
     return ", ".join(f"{names.get(k, k)} {v}" for k, v in changed.items())
 
 
-def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool, pooling=None, jitter=0.1):
+def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool, pooling=None, jitter=START_JITTER):
     """One NUTS run with the settings ``run``: (Samples, Diagnostics, chain method, timings)."""
     t_mcmc = time.perf_counter()
     posterior, stats, method, t_chains = run_chains(law, noise, start, inputs, refs, loss, progress=progress,

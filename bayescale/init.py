@@ -24,7 +24,14 @@ from .cards import Law
 from .model import hat_name, natural_values
 from .noise import apply_link, link, noise_location
 
-__all__ = ["quick_optimum", "robust_least_squares"]
+__all__ = ["forward_jacobian", "quick_optimum", "robust_least_squares"]
+
+
+def forward_jacobian(residuals, x: np.ndarray, r: np.ndarray, rel_step: float = 1.5e-8) -> np.ndarray:
+    """d residuals / d x at ``x`` (where they are ``r``) by forward differences, columns per coordinate."""
+    h = rel_step * np.maximum(1.0, np.abs(x))
+    eye = np.eye(x.size)
+    return np.stack([(residuals(x + h[j] * eye[j]) - r) / h[j] for j in range(x.size)], axis=1)
 
 
 def robust_least_squares(residuals, x0, f_scale: float, max_evals: int = 400, tol: float = 1e-10):
@@ -47,8 +54,7 @@ def robust_least_squares(residuals, x0, f_scale: float, max_evals: int = 400, to
     c, evals, damping = cost(r), 1, 1e-3
     eye = np.eye(x.size)
     while evals + x.size + 1 <= max_evals:
-        h = 1.5e-8 * np.maximum(1.0, np.abs(x))
-        jac = np.stack([(residuals(x + h[j] * eye[j]) - r) / h[j] for j in range(x.size)], axis=1)
+        jac = forward_jacobian(residuals, x, r)
         evals += x.size
         w = 1.0 / np.sqrt(1.0 + r * r / f2)
         a = jac.T @ (w[:, None] * jac)
@@ -130,12 +136,9 @@ def _posterior_scale(law: Law, data_residuals, z: np.ndarray, sigma: float, n: i
     only a scale: a Normal-noise approximation of a Student-t or robust fit.
     """
     k = z.size
-    r0 = data_residuals(z)
-    h = 1e-6 * np.maximum(1.0, np.abs(z))
-    eye = np.eye(k)
-    jac = np.stack([(data_residuals(z + h[j] * eye[j]) - r0) / h[j] for j in range(k)], axis=1)
+    jac = forward_jacobian(data_residuals, z, data_residuals(z), rel_step=1e-6)
     with np.errstate(all="ignore"):
-        precision = jac.T @ jac / max(sigma, 1e-30) ** 2 + eye
+        precision = jac.T @ jac / max(sigma, 1e-30) ** 2 + np.eye(k)
         try:
             sd = np.sqrt(np.clip(np.diag(np.linalg.inv(precision)), 0.0, 1.0))
         except np.linalg.LinAlgError:

@@ -64,7 +64,7 @@ def _predict_plan(fits, weights, plan, target) -> tuple[PlanAnswer, list[str]]:
 def _row_estimate(row, prefix: str) -> Estimate:
     """An Estimate from a predict() row: ``prefix`` "pred_" (predictive band), "law_" (law band) or "cal_"
     (calibrated band)."""
-    median = {"pred_": row["pred_median"], "cal_": row.get("cal_median")}.get(prefix, row["median"])
+    median = row[{"pred_": "pred_median", "cal_": "cal_median"}.get(prefix, "median")]
     return Estimate(float(median), *(float(row[f"{prefix}{side}_{p}"]) for p in (50, 90)
                                      for side in ("lower", "upper")))
 

@@ -82,14 +82,15 @@ def _versions(fits) -> dict:
 def _calibrate_all(fits, names, say) -> tuple[list, list[str]]:
     """Every fit with a calibration (those given with one keep it); notes for those that could not be."""
     from ..errors import DataError
-    from ..evidence.calibration import calibrate
+    from ..evidence.calibration import DEFAULT_FACTORS, calibrate
 
+    cuts = " and ".join(f"C_max / {f:g}" for f in DEFAULT_FACTORS)
     out, notes = [], []
     for f, name in zip(fits, names):
         if getattr(f, "calibration", None) is not None:
             out.append(f)
             continue
-        say(f"calibrating {name}: a compute rollout of its own runs (refits below C_max / 2 and / 4)")
+        say(f"calibrating {name}: a compute rollout of its own runs (refits below {cuts})")
         try:
             out.append(calibrate(f))
         except DataError as exc:

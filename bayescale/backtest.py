@@ -275,7 +275,7 @@ def _score(fit, test: pd.DataFrame, probs) -> pd.DataFrame:
     out["lpd"] = lpd(log_density(fit, inputs, y))
     out["extrapolation"] = pred["extrapolation"].to_numpy()
     if calibrated:                      # the calibrated band, scored beside the raw one
-        from .evidence.calibration import calibrated_forecast
+        from .evidence.calibrated import calibrated_forecast
 
         cal = calibrated_forecast(fit, pd.DataFrame(inputs), probs)
         out["cal_predicted"] = cal.median

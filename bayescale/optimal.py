@@ -301,7 +301,8 @@ def _calibrated_loss(mems, parts, n_budgets):
         return None, None
     from scipy.special import ndtri
 
-    from .evidence.calibration import _tau_per_draw, extrapolation_distance
+    from .evidence.calibrated import tau_per_draw
+    from .evidence.calibration import extrapolation_distance
 
     out = []
     for m, cal, N, D, loss in zip(mems, cals, parts["N"], parts["D"], parts["loss"]):
@@ -315,7 +316,7 @@ def _calibrated_loss(mems, parts, n_budgets):
         if "M" in m.fit.law.input_names:
             grid = {"N": grid["N"], "M": grid["D"] / grid["N"]}
         dist = extrapolation_distance(m.fit, grid, cal.distance).reshape(S, n_budgets)
-        tau = _tau_per_draw(cal, dist)
+        tau = tau_per_draw(cal, dist)
         z = ndtri(np.random.default_rng(1).permutation((np.arange(S) + 0.5) / S))
         out.append(np.exp(log_l + z[:, None] * tau))
     label = cals[0].label if len(cals) == 1 else "calibrated discrepancy of each fit"

@@ -222,7 +222,7 @@ def _add_calibrated(out, fit, grid, grid_inputs, probs, target, weights) -> None
 
     A grid column named like the fit's run column marks points that continue
     a training run (no new-run offset)."""
-    from .evidence.calibration import calibrated_forecast
+    from .evidence.calibrated import calibrated_forecast
 
     runs = None
     structure = next((m.fit.structure for m in members(fit, weights) if m.fit.structure is not None), None)

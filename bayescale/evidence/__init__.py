@@ -12,11 +12,16 @@ Modules, in pipeline order:
   inside the training data;
 * :mod:`~bayescale.evidence.calibration` -- the correction of the predictive
   band learned from it, stored in the fit;
+* :mod:`~bayescale.evidence.calibrated` -- that correction applied: the
+  calibrated band and density;
+* :mod:`~bayescale.evidence.lawcheck` -- the catalogue's other laws as a
+  check on the named one;
 * :mod:`~bayescale.evidence.predictive` -- posterior predictive, prior and prior
   predictive draws (the ArviZ groups of ``fit.idata``) and the LOO-PIT check.
 """
 
-from .calibration import Calibration, calibrate, calibrated_forecast, calibration_from_rollout
+from .calibrated import calibrated_forecast
+from .calibration import Calibration, calibrate, calibration_from_rollout
 from .rollout import rollout_compute
 from .scoring import Forecast, posterior_forecast, score, summarise
 from .structure import RunStructure, structure_runs

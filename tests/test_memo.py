@@ -486,7 +486,7 @@ def test_epoch_memo_states_its_backtest_coverage_beside_the_headline(epoch_backt
 def test_law_disagreement_is_stated_in_the_summary(epoch_memo, epoch_fit):
     """Two fits whose answers differ: stated in the Summary when it changes the decision; with enough weight on
     the dissenting fit the decision becomes 'pilots first'."""
-    from bayescale.memo.answer import _decision
+    from bayescale.memo.words import decision_and_disagreement
     from bayescale.memo.model import Sensitivity
 
     m = epoch_memo
@@ -495,7 +495,7 @@ def test_law_disagreement_is_stated_in_the_summary(epoch_memo, epoch_fit):
                                 plan_loss=dataclasses.replace(rows[0].plan_loss, median=1.8))
     sens = Sensitivity(rows=(dataclasses.replace(rows[0], weight=0.5), other), summary=())
     weights = {"chinchilla": 0.5, "other": 0.5}
-    d, text = _decision(m.question, m.answer.plan, m.answer.allocation, m.answer.choice, m.answer.regret, sens,
+    d, text = decision_and_disagreement(m.question, m.answer.plan, m.answer.allocation, m.answer.choice, m.answer.regret, sens,
                         m.evidence, weights, [epoch_fit, epoch_fit], [0.5, 0.5], m.diagnostics, [])
     assert text.startswith("**The laws disagree on the decision**: other alone (stacking weight 0.50) predicts 1.8")
     assert "gives P(loss < 1.95) = 0.90" in text and "finds the plan's split off-optimal" in text
@@ -503,14 +503,14 @@ def test_law_disagreement_is_stated_in_the_summary(epoch_memo, epoch_fit):
     assert d.pilots and 1e22 < d.pilots[0]["C"] < 5.88e23 and "Run pilots first" in d.sentence
     low = Sensitivity(rows=(dataclasses.replace(rows[0], weight=0.99), dataclasses.replace(other, weight=0.01)),
                       summary=())
-    d, text = _decision(m.question, m.answer.plan, m.answer.allocation, m.answer.choice, m.answer.regret, low,
+    d, text = decision_and_disagreement(m.question, m.answer.plan, m.answer.allocation, m.answer.choice, m.answer.regret, low,
                         m.evidence, {"chinchilla": 0.99, "other": 0.01}, [epoch_fit, epoch_fit], [0.99, 0.01],
                         m.diagnostics, [])
     assert d.action == "approve" and text is not None        # stated, but the data settle it
 
 
 def test_memo_text_defects_are_fixed(epoch_memo, epoch_fit):
-    from bayescale.memo.answer import _target_text
+    from bayescale.memo.words import target_text
     from bayescale.memo.model import Estimate
 
     md = render_markdown(epoch_memo)
@@ -521,7 +521,7 @@ def test_memo_text_defects_are_fixed(epoch_memo, epoch_fit):
     assert f"in {100 * p:.0f}% of the draws" in md                          # the body says the same number
     # a target interval spanning decades is explained, not just printed
     wide = Estimate(9.9e23, 4e23, 3.7e24, 1.5e23, 1.6e26)
-    text = _target_text(epoch_memo.question, wide, 0.98, [epoch_fit], [1.0])
+    text = target_text(epoch_memo.question, wide, 0.98, [epoch_fit], [1.0])
     assert text.startswith("Reaching loss 1.95 takes about 9.9e23 FLOPs with a compute-optimal split")
     assert "3.0 orders of magnitude" in text and "irreducible loss (E" in text and "order of magnitude" in text
     assert "in 2% of the posterior no compute reaches it" in text

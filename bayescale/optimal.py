@@ -242,6 +242,7 @@ class Allocation:
         for name, arr in series:
             q = weighted_quantile(arr, self.weights, [0.5, lo, hi])
             rows[f"{name}_median"], rows[f"{name}_lower_{lab}"], rows[f"{name}_upper_{lab}"] = q
+        w = self.weights[:, None]
         rows["p_at_n_bound"] = probability(self.weights, self.at_n_bound)
         rows["p_at_token_cap"] = probability(self.weights, self.at_token_cap)
         rows["p_outside_domain"] = probability(self.weights, self.outside_domain)
@@ -300,7 +301,7 @@ def _calibrated_loss(mems, parts, n_budgets):
         return None, None
     from scipy.special import ndtri
 
-    from .evidence.calibrated import discrepancy_per_draw
+    from .evidence.calibrated import tau_per_draw
     from .evidence.calibration import extrapolation_distance
 
     out = []
@@ -315,9 +316,9 @@ def _calibrated_loss(mems, parts, n_budgets):
         if "M" in m.fit.law.input_names:
             grid = {"N": grid["N"], "M": grid["D"] / grid["N"]}
         dist = extrapolation_distance(m.fit, grid, cal.distance).reshape(S, n_budgets)
-        tau, mean = discrepancy_per_draw(cal, dist)
+        tau = tau_per_draw(cal, dist)
         z = ndtri(np.random.default_rng(1).permutation((np.arange(S) + 0.5) / S))
-        out.append(np.exp(log_l + mean + z[:, None] * tau))
+        out.append(np.exp(log_l + z[:, None] * tau))
     label = cals[0].label if len(cals) == 1 else "calibrated discrepancy of each fit"
     return np.concatenate(out), label
 

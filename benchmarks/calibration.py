@@ -140,7 +140,6 @@ METHODS = {
     "calibrated: rollout discrepancy": _calibrated("discrepancy", new_run_offsets=False),
     "calibrated: inflation": _calibrated("inflation"),
     "calibrated: rollout discrepancy + new-run offset (default)": _calibrated("discrepancy"),
-    "calibrated: rollout discrepancy with drift + new-run offset": _calibrated("discrepancy", drift=True),
 }
 
 
@@ -259,8 +258,6 @@ def _calibrators():
     from bayescale.evidence.calibration import DEFAULT_S1_PRIOR, RELATIVE_S1_PRIOR
 
     return {"discrepancy (log)": {"method": "discrepancy", "distance": "log", "prior": DEFAULT_S1_PRIOR},
-            "discrepancy (log) + drift": {"method": "discrepancy", "distance": "log", "prior": DEFAULT_S1_PRIOR,
-                                          "drift": True},
             "discrepancy (relative)": {"method": "discrepancy", "distance": "relative", "prior": RELATIVE_S1_PRIOR},
             "inflation": {"method": "inflation"}}
 

@@ -164,39 +164,6 @@ def test_discrepancy_posterior_follows_the_rollout_errors(fit):
     assert 0.02 < far.s1_quantiles([0.5])[0] * np.median(d) < 0.08
 
 
-def test_drift_learns_a_systematic_error_and_moves_the_band(fit):
-    """Rollout points all 3% below the median per unit of log distance: with ``drift=True`` the
-    posterior of b sits at -0.03 (within the grid's step there, 0.004) and the calibrated median at a
-    further point follows the drift (the raw median times exp(b's posterior median x distance), to
-    0.3%: the mixture's median is not exactly that), with a band narrower than the no-drift one,
-    which can only explain the same errors as scatter (large s1) around the raw median."""
-    grid = {"N": np.geomspace(1.2e9, 8e9, 16), "D": np.geomspace(1e11, 6e11, 16)}
-    med = posterior_forecast(fit, pd.DataFrame(grid)).median
-    d = extrapolation_distance(fit, grid)
-    y = med * np.exp(-0.03 * d)
-    drift = calibration_from_points([(fit, grid, y)], drift=True)
-    plain = calibration_from_points([(fit, grid, y)])
-    lo, b_med, hi = drift.b_quantiles()
-    assert abs(b_med + 0.03) < 0.004 and hi < 0 and "drift b * log(extrapolation)" in drift.label
-    assert drift.s1_quantiles([0.5])[0] < plain.s1_quantiles([0.5])[0] / 3
-    far = pd.DataFrame({"N": [2e10], "D": [1e12]})
-    expect = posterior_forecast(fit, far).median[0] * math.exp(b_med * extrapolation_distance(
-        fit, {k: far[k].to_numpy(float) for k in far})[0])
-    moved = calibrated_forecast(replace(fit, calibration=drift), far)
-    still = calibrated_forecast(replace(fit, calibration=plain), far)
-    assert moved.median[0] == pytest.approx(expect, rel=0.003)
-    assert abs(still.median[0] - expect) > 0.01 * expect
-    width = lambda f: f.intervals[0.9][1][0] - f.intervals[0.9][0][0]   # noqa: E731
-    assert width(moved) < width(still)
-    assert Calibration.from_dict(drift.as_dict()) == drift
-    # optimal() applies the drift to the calibrated loss at the optimum
-    a = bayescale.optimal(replace(fit, calibration=drift), [1e22])
-    b = bayescale.optimal(replace(fit, calibration=plain), [1e22])
-    assert np.median(a.loss_calibrated) < np.median(b.loss_calibrated)
-    with pytest.raises(BayescaleError, match="drift=True is a part of method='discrepancy'"):
-        calibration_from_points([(fit, grid, y)], method="inflation", drift=True)
-
-
 def test_calibrate_end_to_end_predict_and_save(fit, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -3,8 +3,8 @@
 :mod:`bayescale.evidence.calibration` learns a :class:`~bayescale.evidence.calibration.Calibration`
 from a compute rollout; this module turns it into forecasts: :func:`calibrated_forecast` (used by
 :func:`bayescale.predict`'s ``cal_*`` columns, :func:`bayescale.backtest` with ``calibrate=True`` and
-the memo) and :func:`discrepancy_per_draw` (the discrepancy's sd and, with drift, its mean per posterior draw, used
-by :func:`bayescale.optimal`).
+the memo) and :func:`tau_per_draw` (the discrepancy sd per posterior draw, used by
+:func:`bayescale.optimal`).
 """
 
 from __future__ import annotations
@@ -18,39 +18,43 @@ import pandas as pd
 from ..errors import BayescaleError
 from ..noise import apply_link, link
 from ..predict import prob_label
-from .calibration import (Calibration, _Draws, _inverse_link, _quantiles, _stratified, extrapolation_distance,
-                          own_run_distance)
+from .calibration import Calibration, _Draws, _inverse_link, _quantiles, extrapolation_distance, own_run_distance
 
-__all__ = ["calibrated_forecast", "discrepancy_per_draw"]
+__all__ = ["calibrated_forecast", "tau_per_draw"]
 
 
-def _member_discrepancy(cal: Calibration, S: int, dist: np.ndarray, new_run: np.ndarray | None = None,
-                        rng_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Discrepancy sd and mean per (draw, point): (s1, b) (and s0 for new runs) drawn from their
-    posteriors; the mean is ``b * dist`` (zero without drift)."""
+def _stratified(grid, weights, S: int, rng) -> np.ndarray:
+    """S draws from a discrete posterior on a grid: stratified quantiles in a random order."""
+    u = (np.arange(S) + 0.5) / S
+    idx = np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
+    return rng.permutation(np.asarray(grid)[idx])
+
+
+def _member_taus(cal: Calibration, S: int, dist: np.ndarray, new_run: np.ndarray | None = None,
+                 rng_seed: int = 0) -> np.ndarray:
+    """Discrepancy sd per (draw, point): s1 (and s0 for new runs) drawn from their posteriors."""
     if cal.method != "discrepancy":
-        return np.zeros((1, len(dist))), np.zeros((1, len(dist)))
+        return np.zeros((1, len(dist)))
     rng = np.random.default_rng(rng_seed)
-    s1, b = cal.draw_s1_b(S, rng)
+    s1 = _stratified(cal.s1_grid, cal.s1_weights, S, rng)
     tau2 = (s1[:, None] * dist[None, :]) ** 2
     if cal.s0_grid is not None:
         s0 = _stratified(cal.s0_grid, cal.s0_weights, S, rng)
         new = np.ones(len(dist), bool) if new_run is None else np.asarray(new_run, bool)
         tau2 = tau2 + np.maximum(s0 ** 2 - cal.s0_carried ** 2, 0.0)[:, None] * new[None, :]
-    return np.sqrt(tau2), b[:, None] * dist[None, :]
+    return np.sqrt(tau2)
 
 
-def discrepancy_per_draw(cal: Calibration, dist: np.ndarray, rng_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Discrepancy sd and mean (each S, B) on the link scale for per-draw distances ``dist`` (S, B) of
-    new runs (the optimum of a budget); the mean is zero without drift."""
+def tau_per_draw(cal: Calibration, dist: np.ndarray, rng_seed: int = 0) -> np.ndarray:
+    """Discrepancy sd (S, B) for per-draw distances ``dist`` (S, B) of new runs (the optimum of a budget)."""
     rng = np.random.default_rng(rng_seed)
     S = dist.shape[0]
-    s1, b = cal.draw_s1_b(S, rng)
+    s1 = _stratified(cal.s1_grid, cal.s1_weights, S, rng)
     tau2 = (s1[:, None] * dist) ** 2
     if cal.s0_grid is not None:
         s0 = _stratified(cal.s0_grid, cal.s0_weights, S, rng)
         tau2 = tau2 + np.maximum(s0 ** 2 - cal.s0_carried ** 2, 0.0)[:, None]
-    return np.sqrt(tau2), b[:, None] * dist
+    return np.sqrt(tau2)
 
 
 def _continuation_distance(fit, runs, grid_inputs: dict) -> np.ndarray:
@@ -125,9 +129,7 @@ def calibrated_forecast(fit, grid, prob=(0.5, 0.9), weights=None, runs=None):
         dist = extrapolation_distance(m.fit, grid_inputs, cal.distance)
         if cal.distance == "log":       # a continued run: also how far beyond its own seen checkpoints
             dist = np.maximum(dist, _continuation_distance(m.fit, runs, grid_inputs))
-        tau, mean = _member_discrepancy(cal, d.loc.shape[0], dist, new)
-        d.loc = d.loc + mean * d.unit       # a drift moves the location (link scale; loss units for identity)
-        taus.append(tau)
+        taus.append(_member_taus(cal, d.loc.shape[0], dist, new))
     q = _inverse_link(kind, _quantiles(draws, taus, levels))
     intervals = {p: (q[1 + 2 * i], q[2 + 2 * i]) for i, p in enumerate(probs)}
     noise = mems[0].fit.noise

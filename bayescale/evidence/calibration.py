@@ -19,12 +19,7 @@ the raw band is at a known extrapolation factor.  Two corrections:
     rollout's scored runs is computed on a grid, each run's likelihood
     integrating over the rollout fit's posterior and the noise.  The
     calibrated predictive averages over that posterior.  With few rollout
-    points the prior dominates, with many the data.  ``drift=True`` adds a
-    systematic part: ``delta ~ Normal(b * log(f), s1 * log(f))``, the law's
-    error growing in one direction with the distance (a law that flattens too
-    early under-predicts the improvement at every larger scale); ``b`` has
-    the prior :data:`DEFAULT_DRIFT_PRIOR` and (s1, b) a joint posterior on a
-    grid.  ``distance="relative"``
+    points the prior dominates, with many the data.  ``distance="relative"``
     measures the distance per input in units of the log-range the runs span
     instead.  For a fit of *checkpoints* (a run column with several rows per
     run), a new run also gets an offset ``Normal(0, s0)`` (see
@@ -65,7 +60,7 @@ from ..errors import BayescaleError
 from ..noise import STUDENT_T_DF, apply_link, link
 from ..predict import prob_label
 
-__all__ = ["Calibration", "DEFAULT_DRIFT_PRIOR", "DEFAULT_FACTORS", "DEFAULT_S0_PRIOR", "DEFAULT_S1_PRIOR", "MAX_DRAWS",
+__all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S0_PRIOR", "DEFAULT_S1_PRIOR", "MAX_DRAWS",
            "RELATIVE_S1_PRIOR", "calibrate", "calibration_from_points",
            "calibration_from_rollout", "extrapolation_distance", "extrapolation_factor", "learn_offset_sd",
            "rollout_points", "s1_log_likelihood"]
@@ -79,10 +74,6 @@ RELATIVE_S1_PRIOR = "LogNormal(-2.98, 3.25)"
 #: its runs (their noise scale then measures the scatter within a run only).  From the noise scale of
 #: Chinchilla fits to Porian et al.'s final-loss runs (benchmarks/s1_prior.py).
 DEFAULT_S0_PRIOR = "LogNormal(-3.48, 0.75)"
-#: Prior on b, the discrepancy's systematic part per unit of log extrapolation factor (``drift=True``):
-#: centred on no drift, with the sd of the s1 prior's median (a drift as large as the scatter is
-#: plausible a priori, one several times larger needs the rollout to show it).
-DEFAULT_DRIFT_PRIOR = "Normal(0, 0.0122)"
 #: Compute-rollout factors used by :func:`calibrate` by default.
 DEFAULT_FACTORS = (2.0, 4.0)
 #: Posterior draws used for the calibrated band (evenly thinned).
@@ -91,17 +82,8 @@ MAX_DRAWS = 500
 MIN_CONFORMAL, MIN_SHRINK = 9, 20
 _METHODS = ("discrepancy", "inflation")
 _S1_GRID = np.geomspace(1e-4, 1.0, 161)
-_B_GRID = 0.08 * np.sinh(3 * np.linspace(-1, 1, 41)) / np.sinh(3)    # dense near 0: steps 0.0012-0.012
-_JOINT_S1 = slice(None, None, 4)        # the (s1, b) grid uses every 4th s1 value (41 x 49)
 _CONFORMAL_LEVEL = 0.9
 _LIKELIHOOD_DRAWS = 200      # draws per rollout fit in the likelihood of s1 (161 grid values)
-
-
-def _stratified(grid, weights, S: int, rng) -> np.ndarray:
-    """S draws from a discrete posterior on a grid: stratified quantiles in a random order."""
-    u = (np.arange(S) + 0.5) / S
-    idx = np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
-    return rng.permutation(np.asarray(grid)[idx])
 
 
 def _lambda_nodes(noise: str, n: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -134,9 +116,6 @@ class Calibration:
     s0_weights: tuple | None = None
     n_offsets: int | None = None
     s0_carried: float = 0.0
-    b_prior: str | None = None
-    b_grid: tuple | None = None
-    joint_weights: tuple | None = None      # (s1, b) posterior, len(s1_grid) x len(b_grid), flattened
     raw_coverage: dict = field(default_factory=dict)
     source: str = ""
     notes: tuple = ()
@@ -146,22 +125,6 @@ class Calibration:
             return None
         cw = np.cumsum(self.s1_weights)
         return np.interp(probs, cw - 0.5 * np.asarray(self.s1_weights), self.s1_grid)
-
-    def b_quantiles(self, probs=(0.05, 0.5, 0.95)) -> np.ndarray | None:
-        if self.b_grid is None:
-            return None
-        w = np.asarray(self.joint_weights).reshape(len(self.s1_grid), len(self.b_grid)).sum(axis=0)
-        cw = np.cumsum(w)
-        return np.interp(probs, cw - 0.5 * w, self.b_grid)
-
-    def draw_s1_b(self, S: int, rng) -> tuple[np.ndarray, np.ndarray]:
-        """S stratified draws of (s1, b) from the posterior (b = 0 without drift)."""
-        if self.b_grid is None:
-            return _stratified(self.s1_grid, self.s1_weights, S, rng), np.zeros(S)
-        pairs = np.arange(len(self.s1_grid) * len(self.b_grid))
-        idx = _stratified(pairs, self.joint_weights, S, rng)
-        i, j = np.divmod(idx, len(self.b_grid))
-        return np.asarray(self.s1_grid)[i], np.asarray(self.b_grid)[j]
 
     def s0_quantiles(self, probs=(0.05, 0.5, 0.95)) -> np.ndarray | None:
         if self.s0_grid is None:
@@ -175,9 +138,6 @@ class Calibration:
             lo, med, hi = self.s1_quantiles()
             d = "log(extrapolation)" if self.distance == "log" else "relative extrapolation distance"
             what = f"discrepancy sd = s1 * {d}, s1 {med:.3g} [{lo:.3g}, {hi:.3g}]"
-            if self.b_grid is not None:
-                lo, med, hi = self.b_quantiles()
-                what += f"; drift b * {d}, b {med:+.3g} [{lo:+.3g}, {hi:+.3g}]"
             if self.s0_grid is not None:
                 lo0, med0, hi0 = self.s0_quantiles()
                 what += (f"; a new run's offset sd {med0:.3g} [{lo0:.3g}, {hi0:.3g}] from {self.n_offsets} "
@@ -196,10 +156,6 @@ class Calibration:
             d["s1_grid"] = [float(v) for v in self.s1_grid]
             d["s1_weights"] = [float(v) for v in self.s1_weights]
             d["s1_median"] = float(self.s1_quantiles([0.5])[0])
-        if self.b_grid is not None:
-            d.update(b_prior=self.b_prior, b_grid=[float(v) for v in self.b_grid],
-                     joint_weights=[float(v) for v in self.joint_weights],
-                     b_median=float(self.b_quantiles([0.5])[0]))
         if self.s0_grid is not None:
             d.update(s0_prior=self.s0_prior, s0_grid=[float(v) for v in self.s0_grid],
                      s0_weights=[float(v) for v in self.s0_weights], n_offsets=self.n_offsets,
@@ -211,10 +167,7 @@ class Calibration:
     def from_dict(cls, d: dict) -> "Calibration":
         grid = d.get("s1_grid")
         g0 = d.get("s0_grid")
-        gb = d.get("b_grid")
-        return cls(b_prior=d.get("b_prior"), b_grid=None if gb is None else tuple(gb),
-                   joint_weights=None if gb is None else tuple(d["joint_weights"]),
-                   s0_prior=d.get("s0_prior"), s0_grid=None if g0 is None else tuple(g0),
+        return cls(s0_prior=d.get("s0_prior"), s0_grid=None if g0 is None else tuple(g0),
                    s0_weights=None if g0 is None else tuple(d["s0_weights"]), n_offsets=d.get("n_offsets"),
                    s0_carried=float(d.get("s0_carried", 0.0)),
                    method=d["method"], n=int(d["n"]), factors=tuple(d.get("factors", ())), prior=d.get("prior"),
@@ -387,30 +340,6 @@ def _s1_log_likelihood(points, grid, distance: str = "log") -> tuple[np.ndarray,
     return total, n
 
 
-def _joint_log_likelihood(points, s1_grid, b_grid, distance: str = "log") -> np.ndarray:
-    """log p(points | s1, b) on the (s1, b) grid: the discrepancy's mean is ``b * distance``."""
-    total = np.zeros((len(s1_grid), len(b_grid)))
-    for p in points:
-        fit, inputs, y = p[:3]
-        d = _Draws(fit, inputs, max_draws=_LIKELIHOOD_DRAWS // 2)
-        dist = extrapolation_distance(fit, inputs, distance)
-        if distance == "log":
-            dist = np.maximum(dist, _own(p))
-        g, _, inside = apply_link(fit.noise, y)
-        if not inside.all():
-            raise BayescaleError(f"calibration: observed values outside the support of {fit.noise}")
-        w = d.w[:, None, None] * d.lam_w[None, None, :] / math.sqrt(2 * math.pi)      # (S, 1, L)
-        x = (np.asarray(g)[None, :] - d.loc)[None, :, :, None] \
-            - (np.asarray(b_grid)[:, None] * dist[None, :] * d.unit)[:, None, :, None]   # (B, S, G, 1)
-        for i, s1 in enumerate(s1_grid):
-            sd = d.sd(np.broadcast_to(s1 * dist[None, :], (1, len(y))))   # (S, G, L)
-            q = 0.5 * (x / sd[None]) ** 2
-            m = q.min(axis=(1, 3), keepdims=True)                           # log-sum-exp by hand (one pass fewer)
-            dens = np.einsum("bsgl,sgl->bg", np.exp(m - q), w / sd)
-            total[i] += (np.log(dens) - m[:, 0, :, 0]).sum(axis=1)
-    return total
-
-
 def _prior_log_density(prior: str, grid: np.ndarray) -> np.ndarray:
     """log prior density of s1 on the grid, per unit log s1 (the grid is log-spaced)."""
     import jax.numpy as jnp
@@ -422,17 +351,6 @@ def _prior_log_density(prior: str, grid: np.ndarray) -> np.ndarray:
     if lo < 0:
         raise BayescaleError(f"the s1 prior must be on positive values (e.g. LogNormal, HalfNormal), got {prior}")
     logp = np.asarray(p.dist().log_prob(jnp.asarray(grid)), float) + np.log(grid)
-    return np.where(np.isfinite(logp), logp, -np.inf)
-
-
-def _normal_log_density(prior: str, grid: np.ndarray) -> np.ndarray:
-    """log density of a prior on a real-valued quantity (the drift b) on a linear grid."""
-    import jax.numpy as jnp
-
-    from ..priors import parse_prior
-
-    p = parse_prior(prior, "drift prior")
-    logp = np.asarray(p.dist().log_prob(jnp.asarray(grid)), float)
     return np.where(np.isfinite(logp), logp, -np.inf)
 
 
@@ -456,11 +374,11 @@ def _standardised(points, level: float = _CONFORMAL_LEVEL) -> tuple[np.ndarray, 
 
 
 def calibration_from_rollout(rollout, method: str = "discrepancy", prior: str | None = None,
-                             source: str = "", distance: str = "log", drift: bool = False) -> Calibration:
+                             source: str = "", distance: str = "log") -> Calibration:
     """Learn a :class:`Calibration` from a compute-rollout :class:`~bayescale.backtest.Backtest`."""
     factors = tuple(sorted({float(f) for f in rollout.table.get("factor", pd.Series(dtype=float))}))
     return calibration_from_points(rollout_points(rollout), method=method, prior=prior, source=source,
-                                   distance=distance, factors=factors, drift=drift)
+                                   distance=distance, factors=factors)
 
 
 def s1_log_likelihood(points, distance: str = "log") -> tuple[np.ndarray, np.ndarray]:
@@ -469,29 +387,13 @@ def s1_log_likelihood(points, distance: str = "log") -> tuple[np.ndarray, np.nda
 
 
 def calibration_from_points(points, method: str = "discrepancy", prior: str | None = None, source: str = "",
-                            distance: str = "log", factors=(), drift: bool = False,
-                            drift_prior: str | None = None) -> Calibration:
-    """Learn a :class:`Calibration` from ``(fit, inputs, y[, own])`` (:func:`rollout_points`);
-    ``drift``: also a systematic part of the discrepancy (module docstring)."""
+                            distance: str = "log", factors=()) -> Calibration:
+    """Learn a :class:`Calibration` from ``(fit, inputs, y[, own])`` (:func:`rollout_points`)."""
     if method not in _METHODS:
         raise BayescaleError(f"calibration method must be one of {', '.join(_METHODS)}, got {method!r}")
     r, raw = _standardised(points)
     n = len(r)
     notes = []
-    if drift and method != "discrepancy":
-        raise BayescaleError("drift=True is a part of method='discrepancy'")
-    if method == "discrepancy" and drift:
-        prior, drift_prior = prior or DEFAULT_S1_PRIOR, drift_prior or DEFAULT_DRIFT_PRIOR
-        s1_grid = _S1_GRID[_JOINT_S1]
-        logpost = (_joint_log_likelihood(points, s1_grid, _B_GRID, distance)
-                   + _prior_log_density(prior, s1_grid)[:, None]
-                   + (_normal_log_density(drift_prior, _B_GRID) + np.log(np.gradient(_B_GRID)))[None, :])
-        w = np.exp(logpost - logpost.max())
-        w /= w.sum()
-        return Calibration(method=method, n=n, factors=factors, prior=prior, s1_grid=tuple(s1_grid),
-                           s1_weights=tuple(w.sum(axis=1)), distance=distance, b_prior=drift_prior,
-                           b_grid=tuple(_B_GRID), joint_weights=tuple(w.reshape(-1)), raw_coverage=raw,
-                           source=source, notes=tuple(notes))
     if method == "discrepancy":
         prior = prior or DEFAULT_S1_PRIOR
         loglik, _ = _s1_log_likelihood(points, _S1_GRID, distance)
@@ -568,7 +470,7 @@ def learn_offset_sd(fit, prior: str | None = None):
 
 def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prior: str | None = None,
               distance: str = "log", new_run_offsets: bool = True, s0_prior: str | None = None,
-              drift: bool = False, chains: int | None = None, warmup: int | None = None, draws: int | None = None,
+              chains: int | None = None, warmup: int | None = None, draws: int | None = None,
               progress: bool = False):
     """Run a compute rollout on ``fit``'s own rows and return the fit with its calibration attached.
 
@@ -587,9 +489,7 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
     many runs whose offsets the law cannot absorb, the noise scale has grown
     to include them).
     Points of a training run (``runs=`` in :func:`calibrated_forecast` naming
-    it) continue that run and get no offset.  ``drift``: the discrepancy also
-    has a systematic part ``b * log(f)`` learned from the rollout (module
-    docstring).
+    it) continue that run and get no offset.
     """
     from ..result import Fit
     from .rollout import rollout_compute
@@ -614,7 +514,7 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
     what = f"{fit.structure.n_runs} runs" if run else f"{len(table)} runs"
     source = (f"compute rollout on the fit's {len(table)} rows ({what}), F = "
               + ", ".join(f"{f:g}" for f in sorted(set(np.atleast_1d(factors).tolist()))))
-    cal = calibration_from_rollout(roll, method=method, prior=prior, source=source, distance=distance, drift=drift)
+    cal = calibration_from_rollout(roll, method=method, prior=prior, source=source, distance=distance)
     cal = replace(cal, notes=cal.notes + tuple(roll.notes))
     offsets = learn_offset_sd(fit, s0_prior) if method == "discrepancy" and new_run_offsets else None
     if offsets is not None:

@@ -66,6 +66,17 @@ is the default was decided on the training side only (``--training-side --quick`
 rollouts F = 2, 4, 8 inside each split's training rows, leave one window out; mean lpd over
 T1a-T5): raw 2.24, discrepancy (log) 2.38, discrepancy (relative) 2.38, inflation 2.28
 (inflation cannot calibrate from fewer than 9 rollout runs: T2d, T5).
+
+2026-12-01, tried and dropped: a *drift* in the discrepancy (``delta ~ Normal(b * log f, s1 * log f)``,
+``b ~ Normal(0, 0.0122)``, (s1, b) on a 41 x 41 grid; commit 646e36e, reverted).  Reason to try it:
+the rollout runs inside Epoch's training rows are predicted too high (T1a: mean standardised residual
+-0.9 at F = 2 and -1.4 at F = 4, 76-83% of the runs below the median), so a band centred on the raw
+median catches 90% only by being wide and its 50% interval misses.  On the training side
+(``--training-side --quick``, same run for every calibrator; mean lpd over T1a-T5): raw 2.20,
+discrepancy (log) 2.33, discrepancy with drift 2.32, discrepancy (relative) 2.33, inflation 2.25.
+The drift learned from two rollout windows does not carry to the third: T1a c90 0.91 -> 0.77 and lpd
+2.42 -> 2.26, T1b lpd 2.74 -> 2.70, T4 c90 0.75 -> 0.66 (lpd equal), small gains on T1c (2.52 ->
+2.55) and T5.  No scored target was looked at for it.
 """
 
 from __future__ import annotations

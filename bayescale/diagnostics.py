@@ -19,13 +19,13 @@ asked for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["GATE", "Diagnostics", "diagnose", "ess_bulk", "ess_tail", "rank_rhat"]
+__all__ = ["GATE", "Diagnostics", "THIN_ADVICE", "diagnose", "ess_bulk", "ess_tail", "rank_rhat", "structure_advice"]
 
 #: Thresholds of the gate.
 GATE = {"r_hat_max": 1.01, "ess_bulk_min": 400.0, "ess_tail_min": 400.0,
@@ -192,3 +192,21 @@ def diagnose(posterior: dict, sample_stats: dict, var_names, max_tree_depth: int
                       "state priors on the dimensionless (scaled) parameters as the built-in cards do")
     return Diagnostics(r_hat, ess_b, ess_t, divergences, draws, saturated, max_tree_depth,
                        tuple(problems), tuple(advice))
+
+
+#: Advice added to a failed gate when the fit kept many checkpoints per run (measured on Gemstones'
+#: two-shape pairs, ~170 checkpoints per run: 3 of 3 failed with all checkpoints, passed with 8).
+THIN_ADVICE = ("thin the checkpoints (checkpoints='logspaced:8'; command line --checkpoints logspaced:8): dense "
+               "checkpoints of a few runs pin the loss along each curve so tightly that the trade-off between "
+               "the runs' sizes mixes slowly")
+_DENSE = 8
+
+
+def structure_advice(diagnostics: Diagnostics, structure) -> Diagnostics:
+    """A failed gate of a fit that kept more than ``_DENSE`` checkpoints per run (``structure``: its
+    :class:`~bayescale.evidence.structure.RunStructure`, or None) also advises thinning them."""
+    dense = (structure is not None and structure.run_ids is not None and structure.checkpoints == "all"
+             and (structure.max_checkpoints or 1) > _DENSE)
+    if diagnostics.passed or not dense or THIN_ADVICE in diagnostics.advice:
+        return diagnostics
+    return replace(diagnostics, advice=diagnostics.advice + (THIN_ADVICE,))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .cards import resolve_law
 from .checks import check_int, check_law_finite
-from .diagnostics import diagnose
+from .diagnostics import diagnose, structure_advice
 from .errors import BayescaleError, ConvergenceWarning, FitRetried
 from .init import quick_optimum
 from .model import reference_points
@@ -317,6 +317,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
                 "priors_overridden": {n: {"card": old, "used": new} for n, old, new in law.overridden},
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
     timings = {"init_s": t_init, **t_run, "total_s": time.perf_counter() - t0}
+    diagnostics = structure_advice(diagnostics, structure)
     result = Fit(samples=samples, law=law, noise=noise, runs=table, refs=refs, settings=settings,
                  versions=_versions(), diagnostics=diagnostics, timings=timings, structure=structure,
                  pooling=pooling)

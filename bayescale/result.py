@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import azstats
 from .cards import Law
-from .diagnostics import Diagnostics, diagnose
+from .diagnostics import Diagnostics, diagnose, structure_advice
 from .errors import FitFileError
 from .runs import Runs
 from .storage import read_fit_file, write_fit_file
@@ -217,8 +217,9 @@ def load_fit(path) -> Fit:
     var_names = list(law.reported_names) + ["sigma"] + ([] if pooling is None else list(pooling.site_names))
     samples = Samples(posterior=parts["posterior"], log_likelihood=parts["log_likelihood"],
                       sample_stats=parts["sample_stats"])
-    diagnostics = diagnose(samples.posterior, samples.sample_stats, var_names,
-                           parts["settings"]["max_tree_depth"], noise=parts["noise"])
+    diagnostics = structure_advice(diagnose(samples.posterior, samples.sample_stats, var_names,
+                                            parts["settings"]["max_tree_depth"], noise=parts["noise"]),
+                                   parts["structure"])
     return Fit(samples=samples, law=law, noise=parts["noise"], runs=parts["runs"], refs=parts["refs"],
                settings=parts["settings"], versions=parts["versions"], diagnostics=diagnostics,
                timings=parts["timings"], structure=parts["structure"],

@@ -87,3 +87,29 @@ def test_ess_matches_arviz_on_awkward_chains(seed):
     for t in range(1, shape[1]):
         x[:, t] = rho * x[:, t - 1] + e[:, t]
     assert _ess(x) == pytest.approx(arviz_ess(x), rel=1e-9)
+
+
+def test_a_failed_fit_of_dense_checkpoints_is_advised_to_thin_them():
+    """The advice to thin is added only when the gate failed and a run kept more than 8 checkpoints."""
+    from dataclasses import replace
+
+    from bayescale.diagnostics import THIN_ADVICE, Diagnostics, structure_advice
+    from bayescale.evidence.structure import RunStructure
+
+    failed = Diagnostics({"a": 1.2}, {"a": 20.0}, {"a": 20.0}, 0, 4000, 0, 10,
+                         ("R-hat above 1.01 for a (1.200)",), ("run longer",))
+    assert not failed.passed
+    runs = tuple(["r1"] * 40 + ["r2"] * 40)
+
+    def structure(checkpoints="all", ids=runs):
+        return RunStructure(run="model", groups=(), checkpoints=checkpoints, rows_given=len(ids),
+                            rows_kept=len(ids), n_runs=len(set(ids)), n_groups={}, run_ids=ids)
+
+    advised = structure_advice(failed, structure())
+    assert advised.advice == ("run longer", THIN_ADVICE) and "--checkpoints logspaced:8" in THIN_ADVICE
+    assert structure_advice(advised, structure()) == advised                      # once
+    assert structure_advice(failed, structure("logspaced:8")) == failed          # already thinned
+    assert structure_advice(failed, structure(ids=tuple(["r1"] * 8 + ["r2"] * 8))) == failed   # few per run
+    assert structure_advice(failed, None) == failed                              # no run column
+    passed = replace(failed, r_hat={"a": 1.0}, ess_bulk={"a": 4000.0}, ess_tail={"a": 4000.0}, problems=())
+    assert passed.passed and structure_advice(passed, structure()) == passed

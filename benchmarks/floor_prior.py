@@ -39,7 +39,9 @@ Result (2026-12-01, defaults 4 x (1000 + 1000), seed 0; 3.5 min):
 | bnsl1 / vision (72) | 0.52, 0.36-0.70 | (6.4, 5.7), +24.6 | (0.2, 0.62), +23.2 |
 | bnsl1 / both (94) | | **(2.12, 1.15)**, +17.1 | (0.8, 1.4), +13.3 |
 
-(+x: log marginal likelihood over the curves against the shipped Beta(1.5, 1.5).)  Language
+(+x: log marginal likelihood over the curves against the shipped Beta(1.5, 1.5).)  The earlier
+cards' floor prior (approximately LogitNormal(0.8, 1.8) on f_E, see CANDIDATES) scores +5.1 for
+power_law_constant over all 94 curves: better than the shipped prior, 4.9 below the optimum.  Language
 log-losses put the floor at ~95% of the loss at the data's centre, few-shot error rates at ~40-50%:
 one prior for both must be wide, and the curves' evidence against the shipped prior is weak for
 power_law_constant (+0.1 nat per curve) and modest for bnsl1 (+0.2).

@@ -77,6 +77,11 @@ discrepancy (log) 2.33, discrepancy with drift 2.32, discrepancy (relative) 2.33
 The drift learned from two rollout windows does not carry to the third: T1a c90 0.91 -> 0.77 and lpd
 2.42 -> 2.26, T1b lpd 2.74 -> 2.70, T4 c90 0.75 -> 0.66 (lpd equal), small gains on T1c (2.52 ->
 2.55) and T5.  No scored target was looked at for it.
+
+2026-12-01, T2d re-run on main after the start change (``--tasks T2d``): independent points 1.56% /
+0.22 / 0.33 (36) / 1.74% / -2.43, mean ARE 1.79% (was 1.81%), 10 of 12 fits failed the gate (was 12
+of 12; dense checkpoints of two runs, see README's known limits); calibrated (default) 1.52% / 0.64 /
+1.00 (36) / 15.47% / 1.29, mean ARE 1.79% (the calibration keeps the median; 78 min for both rows).
 """
 
 from __future__ import annotations

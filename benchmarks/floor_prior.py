@@ -123,6 +123,13 @@ FAMILIES = {
 }
 
 
+def _log_mean_weight(lw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log mean exp and effective sample size of log importance weights over the last axis."""
+    m = lw.max(axis=-1, keepdims=True)
+    w = np.exp(lw - m)
+    return m[..., 0] + np.log(w.mean(axis=-1)), w.sum(axis=-1) ** 2 / (w ** 2).sum(axis=-1)
+
+
 def reweight(draws: list[np.ndarray], family: str) -> tuple[np.ndarray, np.ndarray]:
     """Sum over curves of log Z(prior) / Z_0 on the family's grid, and the smallest ESS over curves."""
     logpdf, g1, g2, _ = FAMILIES[family]
@@ -130,14 +137,10 @@ def reweight(draws: list[np.ndarray], family: str) -> tuple[np.ndarray, np.ndarr
     min_ess = np.full_like(total, np.inf)
     for f in draws:
         f = np.clip(f, 1e-6, 1 - 1e-6)
-        base = log_beta_pdf(f, *SHIPPED)
-        for i, a in enumerate(g1):
-            for j, b in enumerate(g2):
-                lw = logpdf(f, a, b) - base
-                m = lw.max()
-                w = np.exp(lw - m)
-                total[i, j] += m + np.log(w.mean())
-                min_ess[i, j] = min(min_ess[i, j], w.sum() ** 2 / (w ** 2).sum())
+        lw = logpdf(f, g1[:, None, None], g2[None, :, None]) - log_beta_pdf(f, *SHIPPED)
+        logz, ess = _log_mean_weight(lw)
+        total += logz
+        min_ess = np.minimum(min_ess, ess)
     return total, min_ess
 
 
@@ -149,13 +152,8 @@ CANDIDATES = {"earlier cards (approx.)": ("LogitNormal", 0.8, 1.8)}
 
 def log_bf(draws: list[np.ndarray], family: str, a: float, b: float) -> float:
     logpdf = FAMILIES[family][0]
-    total = 0.0
-    for f in draws:
-        f = np.clip(f, 1e-6, 1 - 1e-6)
-        lw = logpdf(f, a, b) - log_beta_pdf(f, *SHIPPED)
-        m = lw.max()
-        total += m + np.log(np.mean(np.exp(lw - m)))
-    return float(total)
+    return float(sum(_log_mean_weight(logpdf(f, a, b) - log_beta_pdf(f, *SHIPPED))[0]
+                     for f in (np.clip(f, 1e-6, 1 - 1e-6) for f in draws)))
 
 
 def best(total, min_ess, family: str) -> dict:

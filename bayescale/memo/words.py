@@ -14,7 +14,7 @@ from .evidence import ANSWER_WEIGHT
 from .fmt import count, flops, g, interval, likelihood_words, med_int, pct, quantity
 from .model import Decision
 
-__all__ = ["decision_and_disagreement", "headline", "coverage_text", "target_text"]
+__all__ = ["NEAR_OPTIMAL", "coverage_text", "decision_and_disagreement", "headline", "laws_words", "target_text"]
 
 
 NEAR_OPTIMAL = 0.5        # the plan is near-optimal when P(within 5% of compute-optimal) >= this
@@ -34,8 +34,6 @@ def _split(N, D) -> str:
 def coverage_text(evidence, weights_by_name) -> tuple[str | None, list[str]]:
     """The backtest coverage of the fits carrying the answer, for beside the headline interval; and caveats."""
     cov = [c for c in evidence.coverage if c.weight >= ANSWER_WEIGHT]
-    if not evidence.coverage:
-        return None, []
     if not cov:
         return None, []
     main = [c for c in cov if c.weight >= 0.1] or [max(cov, key=lambda c: c.weight)]
@@ -279,8 +277,9 @@ def headline(question, evidence, plan_ans, alloc, choice, regret, status, target
                          + ".")
     if target_text:
         lines.append(target_text)
-    if laws_words(evidence):
-        lines.append(laws_words(evidence))
+    laws = laws_words(evidence)
+    if laws:
+        lines.append(laws)
     if disagreement:
         lines.append(disagreement)
     if evidence.pit:

@@ -121,8 +121,8 @@ def _pooling(law, frame, structure, vary, n_runs: int, offsets: str):
     labels = frame[column]
     if len(labels) != n_runs:
         raise BayescaleError(f"internal: {len(labels)} group labels for {n_runs} runs")
-    if offsets not in ("auto", "centred", "non-centred"):
-        raise BayescaleError(f"offsets must be 'auto', 'centred' or 'non-centred', got {offsets!r}")
+    if offsets not in ("auto", "centred", "non-centred", "marginal"):
+        raise BayescaleError(f"offsets must be 'auto', 'centred', 'non-centred' or 'marginal', got {offsets!r}")
     return make_pooling(law, labels.tolist(), vary, column, centred=offsets != "non-centred")
 
 
@@ -130,11 +130,68 @@ def retry_form(pooling, diagnostics):
     """The form of the group offsets for a second attempt: divergences of a centred fit are the funnel
     between a small group scale and offsets the data do not pin down (non-centred removes it); slow
     mixing of a fit with non-centred offsets and no divergences is the reverse funnel of offsets the
-    data do pin down (centred removes it).  Otherwise the same form."""
+    data do pin down (centred removes it).  Otherwise the same form; integrated-out offsets have no funnel
+    and stay as they are."""
+    if pooling.marginal:
+        return pooling
     if diagnostics.divergences > 0 and pooling.form != "non-centred":
         return pooling.with_form(False)
     if diagnostics.divergences == 0 and pooling.form != "centred":
         return pooling.with_form(True)
+    return pooling
+
+
+#: runs beyond the number of distinct run configurations that run effects need (their scale is learned
+#: from how runs of one configuration differ)
+MIN_REPLICATE_RUNS = 2
+
+
+def check_run_replicates(structure, inputs: dict) -> None:
+    """Refuse run effects where a run's offset and the law's run-level terms are confounded.
+
+    A run's *configuration* is its value of every input that is constant within each run (N for
+    checkpoints of a model-size sweep).  With one run per configuration, what separates a run's offset
+    from the law's size term is only the law's shape in N, and the run-level terms are then learned
+    from each run's own curve along D.  Measured on Gemstones' 16 runs below 1B parameters (every run
+    its own N; 560 checkpoints): the run scale came out at 0.17 (17% between runs), the floor at 0.59
+    (0.14-1.03), and the ~2B runs were predicted 33% low (1.47-1.73 against 2.50-2.64, outside the 90%
+    band); without run effects the same fit predicts them within 1%.  So run effects need at least
+    :data:`MIN_REPLICATE_RUNS` runs more than configurations (seeds or repeats of one configuration),
+    where the offsets' scale is learned from runs that differ in nothing else.
+    """
+    ids = np.asarray(structure.run_ids, dtype=object)
+    runs = list(dict.fromkeys(ids.tolist()))
+    first = {r: int(np.flatnonzero(ids == r)[0]) for r in runs}
+    fixed = []
+    for name, values in inputs.items():
+        v = np.asarray(values, float)
+        if all(np.ptp(v[ids == r]) == 0 for r in runs):
+            fixed.append(name)
+    configs = {tuple(float(inputs[k][first[r]]) for k in fixed) for r in runs}
+    spare = len(runs) - len(configs)
+    if spare < MIN_REPLICATE_RUNS:
+        what = f"{len(configs)} distinct values of {', '.join(fixed)}" if fixed else "one configuration"
+        raise BayescaleError(
+            f"run effects need runs that repeat a configuration (seeds): column {structure.run!r} has {len(runs)} runs "
+            f"and {what}; with (almost) one run per configuration only the law's shape in "
+            f"{'/'.join(fixed) or 'the run-level inputs'} tells a run's offset from the law (measured on Gemstones' "
+            f"runs of distinct N: the offsets took up 17% between runs and larger runs were predicted 33% low). "
+            f"Give at least "
+            f"{MIN_REPLICATE_RUNS} runs more than configurations, or fit without run effects and calibrate "
+            "(bayescale.calibrate: a new run's offset is learned there)")
+
+
+def _run_pooling(law, noise: str, natural: dict, inputs: dict, refs: dict, structure):
+    """The run effects of ``fit(..., run_effects=True)``: the loss level varies by run, offsets integrated out."""
+    from .inference.pooling import RUN_SCALE_PRIOR, check_marginal, level_parameter, make_pooling
+
+    level = level_parameter(law, noise, natural, inputs, refs)
+    if level is None:
+        raise BayescaleError(f"run effects move each run's loss by a factor: law {law.name!r} has no parameter "
+                             "its loss is proportional to (the built-in cards' L_c); use a built-in card")
+    check_run_replicates(structure, inputs)
+    pooling = replace(make_pooling(law, structure.run_ids, {level: RUN_SCALE_PRIOR}, structure.run), marginal=True)
+    check_marginal(pooling, law, noise, natural, inputs, refs)
     return pooling
 
 
@@ -185,6 +242,11 @@ def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool, po
     t_mcmc = time.perf_counter()
     posterior, stats, method, t_chains = run_chains(law, noise, start, inputs, refs, loss, progress=progress,
                                                     pooling=pooling, jitter=jitter, **run)
+    if pooling is not None and pooling.marginal:
+        from .inference.pooling import GROUP_INPUT, draw_marginal_offsets
+
+        law_inputs = {k: v for k, v in inputs.items() if k != GROUP_INPUT}
+        posterior.update(draw_marginal_offsets(pooling, law, posterior, law_inputs, loss, refs, run["seed"]))
     t_mcmc = time.perf_counter() - t_mcmc
     t_post = time.perf_counter()
     steps = stats["n_steps"]
@@ -208,7 +270,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
         target_accept: float = 0.8, dense_mass: bool = True, max_tree_depth: int = 10,
         reference: dict | None = None, retry: bool = True, progress: bool | None = None, run=None, group=None,
-        checkpoints: str = "all", vary=None, offsets: str = "auto") -> Fit:
+        checkpoints: str = "all", vary=None, offsets: str = "auto", run_effects: bool = False) -> Fit:
     """Fit a scaling law by NUTS and return a frozen :class:`~bayescale.result.Fit`.
 
     ``runs``: a DataFrame or CSV path.  The law is one of ``law`` (a built-in
@@ -238,11 +300,18 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     of one group, ``fit.group("new")`` that of a group not in the data.  ``offsets``: the group
     offsets' form, ``"centred"``, ``"non-centred"`` or ``"auto"`` (default: centred when the data pin
     the offsets down more tightly than their prior, see
-    :func:`~bayescale.inference.pooling.data_pin_offsets`; a failed gate retries in the other form).
+    :func:`~bayescale.inference.pooling.data_pin_offsets`; a failed gate retries in the other form), or
+    ``"marginal"`` (integrated out of the likelihood: one varying parameter that scales the whole loss,
+    ``L_c``, with ``noise="normal_log"``).
+    ``run_effects``: with ``run``, each run's loss level has its own offset ``u_r ~ Normal(0, tau)`` on
+    log loss (the checkpoints of one run share it), ``tau ~ RUN_SCALE_PRIOR``, integrated out
+    (Normal noise on log loss; :mod:`bayescale.inference.pooling`): the law's N term is then learned
+    from the differences between runs, not from the number of checkpoints.  ``fit.group("new")`` is a
+    new run (a larger model), ``fit.group(run_id)`` the continuation of a fitted run.
     """
     t0 = time.perf_counter()
     law = resolve_law(law, formula=formula, priors=priors, card=card)
-    noise = noise or law.noise
+    noise = noise or ("normal_log" if run_effects else law.noise)
     if noise not in NOISE_MODELS:
         raise BayescaleError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
     chains = check_int("chains", chains, 1)
@@ -265,6 +334,10 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     inputs = table.input_arrays()
     loss = table.response_array()
     pooling = None
+    if run_effects and (run is None or vary is not None):
+        raise BayescaleError("run_effects=True needs the run column (run='model', CLI --run COL)" if run is None else
+                             "run effects and group pooling (vary=) in one fit are not supported yet: fit one or "
+                             "the other")
     if vary is not None:
         pooling = _pooling(law, frame if structure is not None else None, structure, vary, len(table), offsets)
     refs, ref_source = _references(law, inputs, loss, reference)
@@ -275,7 +348,14 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     # put a chain ~1000 sd away, where the warm-up adapted to the transient (step size 0.015, tree depth 10)
     jitter = {site: min(START_JITTER, 3.0 * sd) for site, sd in start.pop("_scale").items()}
     check_law_finite(law, noise, {**natural, "sigma": start["sigma"]}, inputs, loss, refs)
-    if pooling is not None and offsets == "auto":
+    if run_effects:
+        pooling = _run_pooling(law, noise, natural, inputs, refs, structure)
+    elif pooling is not None and offsets == "marginal":
+        from .inference.pooling import check_marginal
+
+        pooling = replace(pooling, marginal=True)
+        check_marginal(pooling, law, noise, natural, inputs, refs)
+    if pooling is not None and offsets == "auto" and not pooling.marginal:
         from .inference.pooling import data_pin_offsets
 
         pooling = pooling.with_form(data_pin_offsets(pooling, law, noise, natural, inputs, loss, refs))
@@ -313,7 +393,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
                       + ("passed" if diagnostics.passed else "failed again"), FitRetried, stacklevel=2)
 
     settings = {**run, "chain_method": method, "sampler": "bayescale.nuts", "reference": ref_source,
-                "retry": retry, "retried": retried,
+                "retry": retry, "retried": retried, "run_effects": bool(run_effects),
                 "priors_overridden": {n: {"card": old, "used": new} for n, old, new in law.overridden},
                 "mapping": dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])}
     timings = {"init_s": t_init, **t_run, "total_s": time.perf_counter() - t0}

@@ -95,7 +95,8 @@ def make_model(law: Law, noise: str, pooling=None):
 
     ``pooling`` (a :class:`~bayescale.inference.pooling.Pooling`): the parameters it names vary by
     group (each offset centred or not, as the pooling says); the runs' group index is then
-    ``inputs[GROUP_INPUT]``.
+    ``inputs[GROUP_INPUT]``.  With integrated-out offsets (``pooling.marginal``) the likelihood is one
+    factor ``loss``, the groups' joint density (:func:`~bayescale.inference.pooling.marginal_log_likelihood`).
     """
 
     def model(inputs, refs, loss=None, mask=None):
@@ -122,6 +123,21 @@ def make_model(law: Law, noise: str, pooling=None):
                 values[name] = numpyro.deterministic(name, value)
             logs.update(derived_logs)
         sigma = numpyro.sample("sigma", law.sigma_prior.dist())
+        if pooling is not None and pooling.marginal:
+            from .inference.pooling import GROUP_INPUT, marginal_log_likelihood
+
+            inputs = dict(inputs)
+            group = inputs.pop(GROUP_INPUT).astype(jnp.int32)
+            tau = pooling.sample_sites()[pooling.tau(pooling.vary[0])]
+            if loss is None:
+                raise ValueError("a model with integrated-out offsets only conditions on observed losses; "
+                                 "draw predictions from the fit (bayescale.predict)")
+            location = noise_location(noise, law, values, inputs, logs=logs)
+            log_y = jnp.log(loss)
+            weight = jnp.ones_like(log_y) if mask is None else jnp.asarray(mask, log_y.dtype)
+            numpyro.factor("loss", marginal_log_likelihood(log_y - location, log_y, weight, group,
+                                                           len(pooling.levels), sigma, tau, jnp))
+            return
         if pooling is not None:
             from .inference.pooling import GROUP_INPUT, apply_offsets
 

@@ -87,21 +87,6 @@ def noise_distribution(noise: str, location, sigma, loss_scale=1.0):
     raise ValueError(f"unknown noise model {noise!r}; choose one of {', '.join(NOISE_MODELS)}")
 
 
-def noise_sample(noise: str, location, scale, rng):
-    """Draws of the raw response (numpy) given ``location`` and ``scale`` as in :func:`noise_cdf`."""
-    import numpy as np
-
-    location = np.asarray(location, float)
-    if noise == "student_t_log":
-        return np.exp(location + scale * rng.standard_t(STUDENT_T_DF, location.shape))
-    g = location + scale * rng.standard_normal(location.shape)
-    if noise == "normal_log":
-        return np.exp(g)
-    if noise == "normal_logit":
-        return 1.0 / (1.0 + np.exp(-g))
-    return g
-
-
 def noise_scale(noise: str, sigma, loss_ref: float):
     """The scale of the noise in the space it acts on (log loss, logit, or raw loss)."""
     return sigma * loss_ref if noise == "normal_raw" else sigma

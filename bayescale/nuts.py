@@ -272,14 +272,12 @@ def advance(state: dict, key, start, logp_grad: Callable, *, iterations: int, wa
     import jax.numpy as jnp
     from jax import lax
 
-    d = state["q"].shape[-1]
     dtype = state["q"].dtype
     total = warmup + draws
     collect_w, update_w = warmup_schedule(warmup)
     padded = total + iterations                      # the schedule as constants, padded for the last piece
     collect_all = jnp.asarray(np.concatenate([collect_w, np.zeros(padded - warmup, bool)]))
     update_all = jnp.asarray(np.concatenate([update_w, np.zeros(padded - warmup, bool)]))
-    eye = jnp.eye(d, dtype=dtype)
     gamma, t0, kappa = 0.05, 10.0, 0.75
     zero = jnp.asarray(0.0, dtype)
 

@@ -242,7 +242,6 @@ class Allocation:
         for name, arr in series:
             q = weighted_quantile(arr, self.weights, [0.5, lo, hi])
             rows[f"{name}_median"], rows[f"{name}_lower_{lab}"], rows[f"{name}_upper_{lab}"] = q
-        w = self.weights[:, None]
         rows["p_at_n_bound"] = probability(self.weights, self.at_n_bound)
         rows["p_at_token_cap"] = probability(self.weights, self.at_token_cap)
         rows["p_outside_domain"] = probability(self.weights, self.outside_domain)

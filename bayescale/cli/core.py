@@ -81,6 +81,12 @@ def register(subparsers) -> None:
     p.add_argument("--vary", metavar="PARAMS",
                    help="comma-separated law parameters that differ between the groups of --group (one column), "
                         "partially pooled; the others are shared (e.g. --vary E,A --group family)")
+    p.add_argument("--run-effects", action="store_true",
+                   help="with --run: each run's loss level gets its own offset (log scale, integrated out; Normal "
+                        "noise on log loss); needs runs that repeat a configuration, e.g. seeds")
+    p.add_argument("--offsets", choices=["auto", "centred", "non-centred", "marginal"], default="auto",
+                   help="with --vary: the group offsets' form (marginal: integrated out; one varying parameter the "
+                        "loss is proportional to, L_c, and --noise normal_log)")
     p.add_argument("--checkpoints", default="all", metavar="all|final|logspaced:K",
                    help="with --run: fit every checkpoint (default), each run's final one, or K log-spaced per run")
     p.add_argument("--calibrate", action="store_true",
@@ -276,7 +282,7 @@ def run_fit(args) -> int:
                  draws=args.draws, seed=args.seed, target_accept=args.target_accept,
                  max_tree_depth=args.max_tree_depth, reference=reference, retry=args.retry,
                  progress=args.progress, run=args.run, group=args.group, checkpoints=args.checkpoints,
-                 vary=args.vary)
+                 vary=args.vary, offsets=args.offsets, run_effects=args.run_effects)
     if args.calibrate:
         from ..evidence.calibration import calibrate
 

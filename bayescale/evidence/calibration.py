@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BayescaleError
+from ..inference.pooling import RUN_SCALE_PRIOR
 from ..noise import STUDENT_T_DF, apply_link, link
 from ..predict import prob_label
 
@@ -72,8 +73,9 @@ DEFAULT_S1_PRIOR = "LogNormal(-4.40, 2.57)"
 RELATIVE_S1_PRIOR = "LogNormal(-2.98, 3.25)"
 #: Prior on s0, the sd of a *new* run's offset from the law (log loss) when the fit saw checkpoints of
 #: its runs (their noise scale then measures the scatter within a run only).  From the noise scale of
-#: Chinchilla fits to Porian et al.'s final-loss runs (benchmarks/s1_prior.py).
-DEFAULT_S0_PRIOR = "LogNormal(-3.48, 0.75)"
+#: Chinchilla fits to Porian et al.'s final-loss runs (benchmarks/s1_prior.py); the same prior as the
+#: run scale of a fit with run effects.
+DEFAULT_S0_PRIOR = RUN_SCALE_PRIOR
 #: Compute-rollout factors used by :func:`calibrate` by default.
 DEFAULT_FACTORS = (2.0, 4.0)
 #: Posterior draws used for the calibrated band (evenly thinned).
@@ -496,6 +498,10 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
 
     if not isinstance(fit, Fit):
         raise BayescaleError(f"calibrate needs a Fit, got {type(fit).__name__}")
+    if fit.settings.get("run_effects"):
+        raise BayescaleError("calibrate does not take a fit with run effects: its rollout refits the law without "
+                             "them, and a new run's offset is already in the fit (fit.group('new')); calibrate a "
+                             "fit without run_effects")
     t0 = time.perf_counter()
     table = fit.runs.table.copy()
     run = None

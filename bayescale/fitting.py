@@ -326,7 +326,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
         from .evidence.structure import apply_structure
 
         frame, structure, source = apply_structure(runs, law, mapping=mapping, run=run, group=group,
-                                                   checkpoints=checkpoints)
+                                                   checkpoints=checkpoints, run_effects=bool(run_effects))
         table = replace(prepare_runs(frame, law, noise=noise), source=source)
     else:
         table = prepare_runs(runs, law, mapping=mapping, noise=noise)

@@ -115,6 +115,17 @@ def test_a_fit_with_run_effects_learns_the_run_scale_and_predicts_new_runs_wider
     assert new["pred_lower_90"].iloc[0] < truth_new < new["pred_upper_90"].iloc[0]
 
 
+def test_a_fit_with_run_effects_does_not_warn_that_checkpoints_count_as_runs():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bs.DataWarning)
+        from bayescale.evidence.structure import structure_runs
+
+        law = bs.load_law("power_law_constant")
+        structure_runs(seeds(), law, run="run", run_effects=True)
+        with pytest.raises(bs.DataWarning, match="independent run"):
+            structure_runs(seeds(), law, run="run")
+
+
 def test_run_effects_survive_a_saved_fit(seed_fit, tmp_path):
     path = tmp_path / "fit.nc"
     seed_fit.save(path)

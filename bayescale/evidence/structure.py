@@ -191,13 +191,14 @@ def _thin(frame: pd.DataFrame, runs: pd.Series, progress: str, how: str, k: int 
     return keep
 
 
-def structure_runs(data: pd.DataFrame, law, *, run=None, group=None, checkpoints="all"):
+def structure_runs(data: pd.DataFrame, law, *, run=None, group=None, checkpoints="all", run_effects: bool = False):
     """Validate run and group columns of ``data`` and thin checkpoints (module docstring).
 
     Returns ``(table, structure)``: the kept rows (every column, original
     order, a fresh index) and a :class:`RunStructure`; ``structure`` is None
     when neither ``run`` nor ``group`` is given (``checkpoints`` must then
-    stay ``"all"``).
+    stay ``"all"``).  ``run_effects``: the fit models each run's offset, so its checkpoints are not
+    counted as independent runs (no warning that they are).
     """
     how, k = parse_checkpoints(checkpoints)
     runs_col = _names(run, "run")
@@ -231,7 +232,7 @@ def structure_runs(data: pd.DataFrame, law, *, run=None, group=None, checkpoints
             frame = frame[keep].reset_index(drop=True)
             runs = runs[keep].reset_index(drop=True)
             groups = {g: v[keep].reset_index(drop=True) for g, v in groups.items()}
-        elif per_run.max() > 1:
+        elif per_run.max() > 1 and not run_effects:
             warnings.warn(
                 f"{len(frame)} rows are checkpoints of {len(per_run)} runs (up to {per_run.max()} per run, column "
                 f"{run_col!r}); the likelihood counts every row as an independent run, so the law band is "
@@ -266,7 +267,7 @@ def structure_runs(data: pd.DataFrame, law, *, run=None, group=None, checkpoints
     return frame, structure
 
 
-def apply_structure(data, law, *, mapping=None, run=None, group=None, checkpoints="all"):
+def apply_structure(data, law, *, mapping=None, run=None, group=None, checkpoints="all", run_effects: bool = False):
     """Read ``data`` (DataFrame or CSV path), rename by ``mapping``, then :func:`structure_runs`.
 
     Returns ``(frame, structure, source)``: the renamed, thinned table (to be
@@ -278,5 +279,6 @@ def apply_structure(data, law, *, mapping=None, run=None, group=None, checkpoint
 
     frame, source = read_table(data)
     frame = rename_columns(frame, mapping)
-    frame, structure = structure_runs(frame, law, run=run, group=group, checkpoints=checkpoints)
+    frame, structure = structure_runs(frame, law, run=run, group=group, checkpoints=checkpoints,
+                                      run_effects=run_effects)
     return frame, structure, source

@@ -154,7 +154,7 @@ def check_run_replicates(structure, inputs: dict) -> None:
     from the law's size term is only the law's shape in N, and the run-level terms are then learned
     from each run's own curve along D.  Measured on Gemstones' 16 runs below 1B parameters (every run
     its own N; 560 checkpoints): the run scale came out at 0.17 (17% between runs), the floor at 0.59
-    (0.14-1.03), and the ~2B runs were predicted 33% low (1.47-1.73 against 2.50-2.64, outside the 90%
+    (0.14-1.03), and the ~2B runs were predicted 33-42% low (1.47-1.73 against 2.50-2.64, outside the 90%
     band); without run effects the same fit predicts them within 1%.  So run effects need at least
     :data:`MIN_REPLICATE_RUNS` runs more than configurations (seeds or repeats of one configuration),
     where the offsets' scale is learned from runs that differ in nothing else.
@@ -175,7 +175,7 @@ def check_run_replicates(structure, inputs: dict) -> None:
             f"run effects need runs that repeat a configuration (seeds): column {structure.run!r} has {len(runs)} runs "
             f"and {what}; with (almost) one run per configuration only the law's shape in "
             f"{'/'.join(fixed) or 'the run-level inputs'} tells a run's offset from the law (measured on Gemstones' "
-            f"runs of distinct N: the offsets took up 17% between runs and larger runs were predicted 33% low). "
+            f"runs of distinct N: the offsets took up 17% between runs and larger runs were predicted 33-42% low). "
             f"Give at least "
             f"{MIN_REPLICATE_RUNS} runs more than configurations, or fit without run effects and calibrate "
             "(bayescale.calibrate: a new run's offset is learned there)")

@@ -141,60 +141,6 @@ def retry_form(pooling, diagnostics):
     return pooling
 
 
-#: runs beyond the number of distinct run configurations that run effects need (their scale is learned
-#: from how runs of one configuration differ)
-MIN_REPLICATE_RUNS = 2
-
-
-def check_run_replicates(structure, inputs: dict) -> None:
-    """Refuse run effects where a run's offset and the law's run-level terms are confounded.
-
-    A run's *configuration* is its value of every input that is constant within each run (N for
-    checkpoints of a model-size sweep).  With one run per configuration, what separates a run's offset
-    from the law's size term is only the law's shape in N, and the run-level terms are then learned
-    from each run's own curve along D.  Measured on Gemstones' 16 runs below 1B parameters (every run
-    its own N; 560 checkpoints): the run scale came out at 0.17 (17% between runs), the floor at 0.59
-    (0.14-1.03), and the ~2B runs were predicted 33-42% low (1.47-1.73 against 2.50-2.64, outside the 90%
-    band); without run effects the same fit predicts them within 1%.  So run effects need at least
-    :data:`MIN_REPLICATE_RUNS` runs more than configurations (seeds or repeats of one configuration),
-    where the offsets' scale is learned from runs that differ in nothing else.
-    """
-    ids = np.asarray(structure.run_ids, dtype=object)
-    runs = list(dict.fromkeys(ids.tolist()))
-    first = {r: int(np.flatnonzero(ids == r)[0]) for r in runs}
-    fixed = []
-    for name, values in inputs.items():
-        v = np.asarray(values, float)
-        if all(np.ptp(v[ids == r]) == 0 for r in runs):
-            fixed.append(name)
-    configs = {tuple(float(inputs[k][first[r]]) for k in fixed) for r in runs}
-    spare = len(runs) - len(configs)
-    if spare < MIN_REPLICATE_RUNS:
-        what = f"{len(configs)} distinct values of {', '.join(fixed)}" if fixed else "one configuration"
-        raise BayescaleError(
-            f"run effects need runs that repeat a configuration (seeds): column {structure.run!r} has {len(runs)} runs "
-            f"and {what}; with (almost) one run per configuration only the law's shape in "
-            f"{'/'.join(fixed) or 'the run-level inputs'} tells a run's offset from the law (measured on Gemstones' "
-            f"runs of distinct N: the offsets took up 17% between runs and larger runs were predicted 33-42% low). "
-            f"Give at least "
-            f"{MIN_REPLICATE_RUNS} runs more than configurations, or fit without run effects and calibrate "
-            "(bayescale.calibrate: a new run's offset is learned there)")
-
-
-def _run_pooling(law, noise: str, natural: dict, inputs: dict, refs: dict, structure):
-    """The run effects of ``fit(..., run_effects=True)``: the loss level varies by run, offsets integrated out."""
-    from .inference.pooling import RUN_SCALE_PRIOR, check_marginal, level_parameter, make_pooling
-
-    level = level_parameter(law, noise, natural, inputs, refs)
-    if level is None:
-        raise BayescaleError(f"run effects move each run's loss by a factor: law {law.name!r} has no parameter "
-                             "its loss is proportional to (the built-in cards' L_c); use a built-in card")
-    check_run_replicates(structure, inputs)
-    pooling = replace(make_pooling(law, structure.run_ids, {level: RUN_SCALE_PRIOR}, structure.run), marginal=True)
-    check_marginal(pooling, law, noise, natural, inputs, refs)
-    return pooling
-
-
 def _pooling_start(pooling) -> dict:
     """Start values of the pooled sites: no offsets, a small group scale (the offsets' sampler moves from there)."""
     out = {}
@@ -243,7 +189,8 @@ def _sample(law, noise, start, inputs, refs, loss, run: dict, progress: bool, po
     posterior, stats, method, t_chains = run_chains(law, noise, start, inputs, refs, loss, progress=progress,
                                                     pooling=pooling, jitter=jitter, **run)
     if pooling is not None and pooling.marginal:
-        from .inference.pooling import GROUP_INPUT, draw_marginal_offsets
+        from .inference.pooling import GROUP_INPUT
+        from .inference.run_effects import draw_marginal_offsets
 
         law_inputs = {k: v for k, v in inputs.items() if k != GROUP_INPUT}
         posterior.update(draw_marginal_offsets(pooling, law, posterior, law_inputs, loss, refs, run["seed"]))
@@ -305,7 +252,7 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     ``L_c``, with ``noise="normal_log"``).
     ``run_effects``: with ``run``, each run's loss level has its own offset ``u_r ~ Normal(0, tau)`` on
     log loss (the checkpoints of one run share it), ``tau ~ RUN_SCALE_PRIOR``, integrated out
-    (Normal noise on log loss; :mod:`bayescale.inference.pooling`): the law's N term is then learned
+    (Normal noise on log loss; :mod:`bayescale.inference.run_effects`): the law's N term is then learned
     from the differences between runs, not from the number of checkpoints.  ``fit.group("new")`` is a
     new run (a larger model), ``fit.group(run_id)`` the continuation of a fitted run.
     """
@@ -349,9 +296,11 @@ def fit(runs, law=None, *, formula=None, priors=None, card=None, noise=None, map
     jitter = {site: min(START_JITTER, 3.0 * sd) for site, sd in start.pop("_scale").items()}
     check_law_finite(law, noise, {**natural, "sigma": start["sigma"]}, inputs, loss, refs)
     if run_effects:
-        pooling = _run_pooling(law, noise, natural, inputs, refs, structure)
+        from .inference.run_effects import run_pooling
+
+        pooling = run_pooling(law, noise, natural, inputs, refs, structure)
     elif pooling is not None and offsets == "marginal":
-        from .inference.pooling import check_marginal
+        from .inference.run_effects import check_marginal
 
         pooling = replace(pooling, marginal=True)
         check_marginal(pooling, law, noise, natural, inputs, refs)

@@ -96,7 +96,7 @@ def make_model(law: Law, noise: str, pooling=None):
     ``pooling`` (a :class:`~bayescale.inference.pooling.Pooling`): the parameters it names vary by
     group (each offset centred or not, as the pooling says); the runs' group index is then
     ``inputs[GROUP_INPUT]``.  With integrated-out offsets (``pooling.marginal``) the likelihood is one
-    factor ``loss``, the groups' joint density (:func:`~bayescale.inference.pooling.marginal_log_likelihood`).
+    factor ``loss``, the groups' joint density (:func:`~bayescale.inference.run_effects.marginal_log_likelihood`).
     """
 
     def model(inputs, refs, loss=None, mask=None):
@@ -124,7 +124,8 @@ def make_model(law: Law, noise: str, pooling=None):
             logs.update(derived_logs)
         sigma = numpyro.sample("sigma", law.sigma_prior.dist())
         if pooling is not None and pooling.marginal:
-            from .inference.pooling import GROUP_INPUT, marginal_log_likelihood
+            from .inference.pooling import GROUP_INPUT
+            from .inference.run_effects import marginal_log_likelihood
 
             inputs = dict(inputs)
             group = inputs.pop(GROUP_INPUT).astype(jnp.int32)

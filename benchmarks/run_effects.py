@@ -46,7 +46,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bayescale as bs  # noqa: E402
-from bayescale.inference.pooling import RUN_SCALE_PRIOR  # noqa: E402
+from bayescale.inference.run_effects import RUN_SCALE_PRIOR  # noqa: E402
 
 TRUE = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.28}
 

@@ -225,11 +225,7 @@ def test_pooled_model_passes_simulation_based_calibration():
 
     r = sbc("power_law_constant", _pooled_design(), reps=100, seed=1, group="fam", vary=["E"])
     print(r)
-    assert r.pass_rate >= 0.95, " | ".join(r.problems[:5])
-    bad = {k: v for k, v in r.p_values(bins=10).items() if v < 0.001}
-    assert not bad, bad
-    tails = {k: v for k, v in r.outside().items() if max(v) > 5}
-    assert not tails, tails
+    assert not r.failures(min_pass=0.95, p_min=0.001, tail_max=5), r.failures()
 
 
 def test_the_sampled_model_and_the_numpy_likelihood_agree_when_coordinates_vary():

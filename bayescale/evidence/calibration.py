@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BayescaleError
-from ..inference.pooling import RUN_SCALE_PRIOR
+from ..inference.run_effects import RUN_SCALE_PRIOR
 from ..noise import STUDENT_T_DF, apply_link, link
 from ..predict import prob_label
 

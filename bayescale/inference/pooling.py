@@ -49,7 +49,6 @@ which is what :meth:`bayescale.result.Fit.group` hands to ``predict``,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,15 +56,10 @@ import numpy as np
 from ..errors import BayescaleError
 from ..priors import parse_prior
 
-__all__ = ["DEFAULT_GROUP_SCALE", "GROUP_INPUT", "NEW_GROUP", "RUN_SCALE_PRIOR", "Pooling", "apply_offsets",
-           "check_marginal", "data_pin_offsets", "draw_marginal_offsets", "group_params", "level_parameter",
-           "make_pooling", "marginal_log_likelihood", "run_params"]
+__all__ = ["DEFAULT_GROUP_SCALE", "GROUP_INPUT", "NEW_GROUP", "Pooling", "apply_offsets", "data_pin_offsets",
+           "group_params", "make_pooling", "run_params"]
 
 DEFAULT_GROUP_SCALE = "HalfNormal(0.3)"
-#: the prior of the run scale of run effects (``fit(..., run_effects=True)``): between-run scatter of
-#: final losses around the law, learned from Porian et al.'s setups (``benchmarks/s1_prior.py``: their
-#: noise scales 0.013-0.062, median 0.031); the calibration's new-run offset ``s0`` has the same prior
-RUN_SCALE_PRIOR = "LogNormal(-3.48, 0.75)"
 #: the name under which the runs' group index travels with the inputs into the model (not a column name)
 GROUP_INPUT = "__group__"
 #: the level name of a group not in the data
@@ -86,7 +80,7 @@ class Pooling:
     centred: tuple[bool, ...] = ()       # per (parameter, group), in site order: sample u ~ Normal(0, tau)
                                          # (True) or z ~ Normal(0, 1) with u = tau * z; () = all centred
     marginal: bool = False               # the offsets (of one log-scale level) are integrated out of the
-                                         # likelihood and drawn afterwards from their exact conditional
+                                         # likelihood and drawn afterwards (bayescale.inference.run_effects)
 
     def is_centred(self, name: str, i: int) -> bool:
         return True if not self.centred else self.centred[self.vary.index(name) * len(self.levels) + i]
@@ -146,7 +140,7 @@ class Pooling:
         out = {}
         for name in self.vary:
             tau = out[self.tau(name)] = sampled[self.tau(name)]
-            if self.marginal:       # the offsets are drawn after sampling (draw_marginal_offsets)
+            if self.marginal:       # drawn after sampling (run_effects.draw_marginal_offsets)
                 continue
             for i in range(len(self.levels)):
                 z = sampled[self.z(name, i)]
@@ -438,99 +432,3 @@ def group_params(pooling: Pooling, law, posterior: dict, refs: dict, level, seed
         values, _ = apply_offsets(pooling, law, out, {}, refs, offsets, np, "numpy")
     return {**out, **values}
 
-
-# ----------------------------------------------------------------------------- integrated-out level offsets
-#
-# With Normal noise on log loss and one offset that moves the whole loss of a group by a factor exp(u)
-# (the card's loss at the centre, ``L_c``: every natural parameter is proportional to it), group g's
-# k log residuals r = log y - log mu are jointly Normal with covariance sigma^2 I + tau^2 11': the offsets
-# integrate out in closed form, so the sampler sees the shared parameters, sigma and tau only (no funnel,
-# no dimension per group), and each draw's offsets follow afterwards from their exact conditional
-# u_g | rest ~ Normal(tau^2 S_g / (sigma^2 + k_g tau^2), tau^2 sigma^2 / (sigma^2 + k_g tau^2)), S_g = sum r.
-
-
-def level_parameter(law, noise: str, natural: dict, inputs: dict, refs: dict) -> str | None:
-    """The sampled coordinate the law's loss is proportional to (moving its log by 0.1 moves every run's
-    log mean by 0.1, checked at ``natural`` on the runs' inputs), or None."""
-    from ..noise import noise_location
-
-    xs = {k: np.asarray(v, float) for k, v in inputs.items()}
-    params = {k: np.asarray([v], float) for k, v in natural.items()}
-    base = None
-    for p in law.params:
-        if not p.prior.positive or p.name not in law.coord_names:
-            continue
-        probe = make_pooling(law, ["a", "b"], [p.name], "_")
-        with np.errstate(all="ignore"):
-            if base is None:
-                base = noise_location("normal_log", law, params, xs, xp="numpy")
-            moved, _ = apply_offsets(probe, law, params, {}, refs, {p.name: 0.1}, np, "numpy")
-            shifted = noise_location("normal_log", law, {**params, **moved}, xs, xp="numpy")
-        if np.all(np.isfinite(shifted)) and np.allclose(shifted - base, 0.1, rtol=0, atol=1e-6):
-            return p.name
-    return None
-
-
-def check_marginal(pooling: Pooling, law, noise: str, natural: dict, inputs: dict, refs: dict) -> None:
-    """Refuse integrated-out offsets where they are not exact: the noise must be Normal on log loss and
-    the one varying parameter must scale the whole loss (:func:`level_parameter`)."""
-    level = level_parameter(law, noise, natural, inputs, refs)
-    what = f"the parameter the loss is proportional to ({level!r} for law {law.name!r})" if level else \
-        f"a parameter the loss is proportional to, and law {law.name!r} has none"
-    if noise != "normal_log":
-        raise BayescaleError(f"integrated-out offsets (offsets='marginal', run effects) need noise='normal_log' "
-                             f"(Normal on log loss: the offsets then integrate out exactly), got noise={noise!r}")
-    if len(pooling.vary) != 1 or pooling.vary[0] != level:
-        raise BayescaleError(f"integrated-out offsets (offsets='marginal', run effects) move the loss's level: "
-                             f"vary exactly one parameter, {what}; got vary={list(pooling.vary)}")
-
-
-def _segment_sums(values, index, count: int, xp):
-    if xp.__name__.startswith("jax"):
-        import jax
-
-        return jax.ops.segment_sum(values, index, num_segments=count)
-    out = np.zeros(values.shape[:-1] + (count,))
-    for g in range(count):
-        out[..., g] = values[..., index == g].sum(axis=-1)
-    return out
-
-
-def marginal_log_likelihood(resid, log_y, weight, index, groups: int, sigma, tau, xp):
-    """log p(y | shared parameters, sigma, tau) of Normal-on-log noise with every group's log-level
-    offset ``u_g ~ Normal(0, tau)`` integrated out: the sum over groups of the k_g-variate Normal density
-    of the log residuals ``resid`` (covariance sigma^2 I + tau^2 11'), with the log-normal Jacobian
-    ``-log y``; ``weight`` (1 or 0 per row) leaves padded rows out.  The residual sum of squares is taken
-    around each group's mean (two passes), which float32 keeps accurate."""
-    k = _segment_sums(weight, index, groups, xp)
-    s1 = _segment_sums(weight * resid, index, groups, xp)
-    mean = s1 / xp.maximum(k, 1.0)
-    within = _segment_sums(weight * (resid - mean[index]) ** 2, index, groups, xp)
-    var, t2 = sigma * sigma, tau * tau
-    quad = within / var + k * mean * mean / (var + k * t2)
-    per_group = -k * (0.5 * math.log(2 * math.pi) + xp.log(sigma)) - 0.5 * xp.log1p(k * t2 / var) - 0.5 * quad
-    return xp.sum(per_group) - xp.sum(weight * log_y)
-
-
-def draw_marginal_offsets(pooling: Pooling, law, posterior: dict, inputs: dict, loss, refs: dict, seed: int) -> dict:
-    """Each draw's group offsets ``u_<P>_<i>`` from their exact conditional given that draw's shared
-    parameters, sigma and tau (the offsets a sampler of the latent-offset model would have drawn)."""
-    from ..noise import noise_location
-
-    name = pooling.vary[0]
-    params = {k: np.asarray(v, float) for k, v in posterior.items()}
-    shape = np.shape(params["sigma"])
-    xs = {k: np.asarray(v, float) for k, v in inputs.items()}
-    with np.errstate(all="ignore"):
-        location = noise_location("normal_log", law, {k: v[..., None] for k, v in params.items()}, xs, xp="numpy")
-    resid = np.log(np.asarray(loss, float)) - np.broadcast_to(location, shape + (len(loss),))
-    index = np.asarray(pooling.index)
-    groups = len(pooling.levels)
-    k = np.bincount(index, minlength=groups).astype(float)
-    s1 = _segment_sums(resid, index, groups, np)
-    var, t2 = (params["sigma"] ** 2)[..., None], (params[pooling.tau(name)] ** 2)[..., None]
-    mean = t2 * s1 / (var + k * t2)
-    sd = np.sqrt(t2 * var / (var + k * t2))
-    rng = np.random.default_rng([seed, 11])
-    u = mean + sd * rng.standard_normal(mean.shape)
-    return {pooling.u(name, i): u[..., i] for i in range(groups)}

@@ -132,6 +132,21 @@ class SBC:
         return {p: (int((self.table[f"rank_{p}"] == 0).sum()), int((self.table[f"rank_{p}"] == self.thin).sum()))
                 for p in self.params}
 
+    def failures(self, min_pass: float = 0.95, p_min: float = 0.001, tail_max: int = 5, bins: int = 10) -> list:
+        """What fails the SBC criteria (empty if none): a gate pass rate below ``min_pass``, a parameter
+        whose rank-uniformity p-value is below ``p_min``, more than ``tail_max`` truths beyond all draws
+        on one side of a parameter."""
+        out = []
+        if self.pass_rate < min_pass:
+            out.append(f"gate pass rate {self.pass_rate:.2f} < {min_pass}: " + " | ".join(self.problems[:5]))
+        bad = {p: round(v, 5) for p, v in self.p_values(bins=bins).items() if v < p_min}
+        if bad:
+            out.append(f"rank uniformity p < {p_min} for {bad}")
+        tails = {p: v for p, v in self.outside().items() if max(v) > tail_max}
+        if tails:
+            out.append(f"truths beyond all draws (below, above) {tails}, expected {self.expected_outside():.1f}")
+        return out
+
     def expected_outside(self) -> float:
         """Expected count of truths beyond all draws on one side: reps / (thin + 1)."""
         return len(self.table) / (self.thin + 1)

@@ -17,7 +17,7 @@ whose location is the mean over setups of the per-setup posterior median of log 
 scale is their sd over setups plus the mean within-setup sd (between- and within-setup
 uncertainty), floored at 0.75 so that a user's rollout can move it.
 
-Result (2026-12-01; chains 4 x 1000 + 1000; 195 s), copied into bayescale.evidence.calibration:
+Result (2026-12-01; chains 4 x 1000 + 1000; 195 s), copied into bayescale.evidence.calibration (s0: bayescale.evidence.offsets):
 
 - log distance: per-setup s1 medians 0.0008-0.096 (two clusters: 5 setups below 0.005, 10 at
   0.015-0.096); prior ``LogNormal(-4.40, 2.57)`` (median 0.0122) = ``DEFAULT_S1_PRIOR``;

@@ -221,7 +221,7 @@ def test_new_run_offset_sd_is_learned_from_the_runs():
     """12 runs with offsets of sd 2%: the s0 posterior (9 degrees of freedom) must bracket 0.02 within
     its 90% interval; the fit's noise scale has absorbed those offsets (every row counts as a run), so
     nearly all of s0 is carried already and a new run's band is barely wider than a continuation's."""
-    from bayescale.evidence.calibration import learn_offset_sd
+    from bayescale.evidence.offsets import learn_offset_sd
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -244,7 +244,7 @@ def test_new_run_offset_sd_is_learned_from_the_runs():
 def test_two_runs_carry_no_offset_evidence_so_the_prior_widens_new_runs():
     """Two runs: the law fits both runs' offsets exactly, so s0 is its prior and none of it is carried by
     the noise; a new run's band is then much wider than a continuation of a training run's."""
-    from bayescale.evidence.calibration import DEFAULT_S0_PRIOR, learn_offset_sd
+    from bayescale.evidence.offsets import DEFAULT_S0_PRIOR, learn_offset_sd
 
     data = offset_curves(n_runs=12)
     data = data[data["model"].isin(["m3", "m9"])]
@@ -263,7 +263,7 @@ def test_two_runs_carry_no_offset_evidence_so_the_prior_widens_new_runs():
 
 
 def test_no_offset_term_without_checkpoints():
-    from bayescale.evidence.calibration import learn_offset_sd
+    from bayescale.evidence.offsets import learn_offset_sd
 
     finals = offset_curves().groupby("model").tail(1).copy()
     finals["D"] = np.geomspace(2e9, 8e10, len(finals))          # final-loss data: D must vary

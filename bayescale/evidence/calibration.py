@@ -57,13 +57,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BayescaleError
-from ..inference.run_effects import RUN_SCALE_PRIOR
 from ..noise import STUDENT_T_DF, apply_link, link
 from ..predict import prob_label
 
-__all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S0_PRIOR", "DEFAULT_S1_PRIOR", "MAX_DRAWS",
+__all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S1_PRIOR", "MAX_DRAWS",
            "RELATIVE_S1_PRIOR", "calibrate", "calibration_from_points",
-           "calibration_from_rollout", "extrapolation_distance", "extrapolation_factor", "learn_offset_sd",
+           "calibration_from_rollout", "extrapolation_distance", "extrapolation_factor",
            "rollout_points", "s1_log_likelihood"]
 
 #: Prior on s1 (the discrepancy's sd per unit of log extrapolation factor, on log loss).
@@ -71,11 +70,6 @@ __all__ = ["Calibration", "DEFAULT_FACTORS", "DEFAULT_S0_PRIOR", "DEFAULT_S1_PRI
 DEFAULT_S1_PRIOR = "LogNormal(-4.40, 2.57)"
 #: The same for distances measured in units of the runs' span (``distance="relative"``).
 RELATIVE_S1_PRIOR = "LogNormal(-2.98, 3.25)"
-#: Prior on s0, the sd of a *new* run's offset from the law (log loss) when the fit saw checkpoints of
-#: its runs (their noise scale then measures the scatter within a run only).  From the noise scale of
-#: Chinchilla fits to Porian et al.'s final-loss runs (benchmarks/s1_prior.py); the same prior as the
-#: run scale of a fit with run effects.
-DEFAULT_S0_PRIOR = RUN_SCALE_PRIOR
 #: Compute-rollout factors used by :func:`calibrate` by default.
 DEFAULT_FACTORS = (2.0, 4.0)
 #: Posterior draws used for the calibrated band (evenly thinned).
@@ -418,58 +412,6 @@ def calibration_from_points(points, method: str = "discrepancy", prior: str | No
                        source=source, notes=tuple(notes))
 
 
-def _run_offsets(fit) -> tuple[np.ndarray, float, float] | None:
-    """Per training run: the mean of its link-scale residuals from the posterior median law; the mean
-    within-run variance of such a mean; and the between-run sd the fit's noise already carries
-    (robust: the residuals' scale minus their scale within runs, in quadrature).  None without
-    checkpoints (one row per run)."""
-    st = fit.structure
-    if st is None or st.run_ids is None or (st.max_checkpoints or 1) <= 1:
-        return None
-    from ..noise import noise_location
-
-    params = {k: np.median(fit.draws(k)) for k in fit.var_names}
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loc = np.asarray(noise_location(fit.noise, fit.law, params, fit.runs.input_arrays(), xp="numpy"), float)
-    g = apply_link(fit.noise, fit.runs.response_array())[0]
-    e = pd.Series(g - loc)
-    ids = np.asarray(st.run_ids)
-    resid = e.groupby(ids).agg(["mean", "size"])
-    scale = float(params["sigma"]) * (fit.refs["loss_ref"] if link(fit.noise) == "identity" else 1.0)
-
-    def robust(x):
-        x = np.asarray(x, float)
-        return float(np.median(np.abs(x - np.median(x))) / 0.6745)
-
-    within = robust(e - e.groupby(ids).transform("mean"))
-    carried = math.sqrt(max(robust(e) ** 2 - within ** 2, 0.0))
-    return resid["mean"].to_numpy(), float(np.mean(scale ** 2 / resid["size"].to_numpy())), carried
-
-
-def _absorbed(fit) -> int:
-    """How many runs' offsets the law can fit exactly: its level and N term (3), or its level (1)."""
-    return 3 if any(spec.kind == "parameters" for spec in fit.law.inputs) else 1
-
-
-def learn_offset_sd(fit, prior: str | None = None):
-    """Posterior of s0 on a grid (``(grid, weights, n_runs, carried)``) or None without checkpoint data.
-
-    With R runs the law absorbs ``_absorbed`` of their offsets, so ``sum b_r^2`` is
-    ``(s0^2 + v) chi^2_{R - k}`` (REML-style); with R <= k the data say nothing and the prior stands.
-    """
-    got = _run_offsets(fit)
-    if got is None:
-        return None
-    b, v, carried = got
-    dof = max(len(b) - _absorbed(fit), 0)
-    grid = _S1_GRID
-    var = grid ** 2 + v
-    loglik = -0.5 * dof * np.log(var) - 0.5 * float(np.sum(b ** 2)) / var if dof else np.zeros(len(grid))
-    logpost = _prior_log_density(prior or DEFAULT_S0_PRIOR, grid) + loglik
-    w = np.exp(logpost - logpost.max())
-    return grid, w / w.sum(), len(b), carried
-
-
 def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prior: str | None = None,
               distance: str = "log", new_run_offsets: bool = True, s0_prior: str | None = None,
               chains: int | None = None, warmup: int | None = None, draws: int | None = None,
@@ -486,7 +428,7 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
     new run's predictive also gets an offset ``Normal(0, s0)``
     (``new_run_offsets``): s0's posterior from the training runs' mean
     residuals (``R - 3`` degrees of freedom for a law in N: the law fits any
-    three runs' offsets exactly) and a prior (:data:`DEFAULT_S0_PRIOR`); only
+    three runs' offsets exactly) and a prior (:data:`bayescale.evidence.offsets.DEFAULT_S0_PRIOR`); only
     the part of s0 that the noise scale does not already carry is added (with
     many runs whose offsets the law cannot absorb, the noise scale has grown
     to include them).
@@ -494,6 +436,7 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
     it) continue that run and get no offset.
     """
     from ..result import Fit
+    from .offsets import DEFAULT_S0_PRIOR, learn_offset_sd
     from .rollout import rollout_compute
 
     if not isinstance(fit, Fit):

@@ -127,6 +127,16 @@ def test_a_fit_with_run_effects_does_not_warn_that_checkpoints_count_as_runs():
             structure_runs(seeds(), law, run="run")
 
 
+def test_prior_and_posterior_predictive_draws_of_a_fit_with_run_effects(seed_fit):
+    from bayescale.evidence.predictive import predictive_groups
+
+    groups = predictive_groups(seed_fit)
+    n = len(seed_fit.runs.table)
+    assert groups["posterior_predictive"]["loss"].shape == (4, 1000, n)
+    assert {"tau_L_c", "u_L_c_0", "u_L_c_3"} <= set(groups["prior"])
+    assert np.all(np.isfinite(groups["prior"]["u_L_c_0"]))
+
+
 def test_run_effects_survive_a_saved_fit(seed_fit, tmp_path):
     path = tmp_path / "fit.nc"
     seed_fit.save(path)

@@ -49,7 +49,7 @@ def prior_draws(law, refs: dict, size: int = PRIOR_DRAWS, seed: int = 0, pooling
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         draws = constrained_draws(law, np.stack(positions, axis=-1), refs)
     if pooling is not None:
-        draws.update(pooling.from_standard({name: prior.sample(rng, size) for name, prior in pooling.priors().items()}))
+        draws.update(pooling.from_standard({name: prior.sample(rng, size) for name, prior in pooling.prior_sites().items()}))
     return draws
 
 

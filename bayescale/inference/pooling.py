@@ -122,13 +122,18 @@ class Pooling:
         """Sampled site name -> Prior, in the order of the position vector (after the law's and sigma).
         The offsets' entry is Normal(0, 1): their prior when non-centred, and their (identity)
         bijection either way."""
+        return self.prior_sites(offsets=not self.marginal)
+
+    def prior_sites(self, offsets: bool = True) -> dict:
+        """Each group scale's prior and (``offsets``) each offset's standardised Normal(0, 1), site name ->
+        Prior: independent draws of these are what :meth:`from_standard` turns into the model's joint
+        prior, whatever the form (integrated-out offsets included)."""
         normal = parse_prior("Normal(0, 1)")
         out = {}
         for name, scale in zip(self.vary, self.scales):
             out[self.tau(name)] = parse_prior(scale)
-            if self.marginal:
-                continue
-            out.update({self.z(name, i): normal for i in range(len(self.levels))})
+            if offsets:
+                out.update({self.z(name, i): normal for i in range(len(self.levels))})
         return out
 
     def offset(self, name: str, i, values: dict):

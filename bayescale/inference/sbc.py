@@ -72,7 +72,7 @@ def simulate(law, noise: str, inputs: dict, refs: dict, rng: np.random.Generator
     """
     from ..sampler import latent_sites
 
-    sites = latent_sites(law, pooling)
+    sites = latent_sites(law) | ({} if pooling is None else pooling.prior_sites())
     values = {name: float(prior.sample(rng)) for name, prior in sites.items()}
     if pooling is not None:
         values = pooling.from_standard(values)

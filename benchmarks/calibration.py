@@ -151,11 +151,50 @@ def _calibrated(method, **options):
     return run
 
 
+def law_check_calibrated(task, split, settings):
+    """The law the training rows clearly prefer, calibrated as the default.
+
+    Fit the task's law and every other built-in law the training rows allow; compare them by
+    PSIS-LOO on the training rows; when an alternative is clearly better by the package's rule
+    (:func:`bayescale.evidence.lawcheck.loo_preference`: a lead of at least 4 that is at least 2 SE,
+    the memo's law check) forecast with it, else with the task's law; then the default calibration.
+    """
+    from bayescale.evidence import calibrate, calibrated_forecast
+    from bayescale.evidence.lawcheck import alternative_laws, loo_preference
+
+    if task.kind == "exponent":
+        return independent_points(task, split, settings)
+    named = _fit(task, split, settings, run=task.run)
+    fits = [named]
+    for law in alternative_laws([named.law], split.train, task.mapping):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fits.append(bayescale.fit(split.train, law=law, mapping=task.mapping, progress=False, run=task.run,
+                                          **settings))
+        except bayescale.BayescaleError:
+            continue
+    names = [f.law.name for f in fits]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = bayescale.compare(fits, names=names, reloo=False).table
+    prefers, lead, se = loo_preference(table, [names[0]])
+    chosen = fits[names.index(prefers)] if prefers else named
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chosen = calibrate(chosen, method="discrepancy")
+    forecast = calibrated_forecast(chosen, split.targets, PROBS, runs=split.extra.get("models"))
+    print(f"    {split.label}: laws {names}, LOO prefers {prefers or names[0]} (lead {lead:.1f}, SE {se:.1f})",
+          flush=True)
+    return forecast, {"passed": chosen.diagnostics.passed, "n_calibration": chosen.calibration.n}
+
+
 METHODS = {
     "independent points (today)": independent_points,
     "calibrated: rollout discrepancy": _calibrated("discrepancy", new_run_offsets=False),
     "calibrated: inflation": _calibrated("inflation"),
     "calibrated: rollout discrepancy + new-run offset (default)": _calibrated("discrepancy"),
+    "calibrated: the law LOO prefers": law_check_calibrated,
 }
 
 

@@ -19,8 +19,8 @@ and the batch's shape (problems per chunk, padded size, devices), not on which o
 the batch or their order.
 
 ``executor=``: any ``concurrent.futures``-style executor (``submit(fn, arg)`` returning futures
-with ``result()``) or a ``dask.distributed.Client``.  The groups are split into batches of whole
-chunks of the in-process layout, each batch is fitted in a worker process by the same program
+with ``result()``) or a ``dask.distributed.Client``.  The groups are split into batches (one per
+worker by default), each batch is fitted in a worker process by the same program
 (the worker asks XLA for as many host devices as this process has, before its JAX starts), and
 the results are gathered into one :class:`FitSet` with the same draws as the in-process batch.
 Workers must be separate processes that did not inherit an initialised JAX: a
@@ -379,13 +379,12 @@ def _fit_distributed(executor, law, noise, groups, by_cols, mapping, settings, d
 
     workers = _check_executor(executor)
     devs = len(devices_for(device))
-    # the in-process layout's chunks, whole: every worker runs the chunks the in-process batch would run,
-    # in the same program shape, so the draws are the same
+    # every worker runs the in-process layout's program shape (problems per chunk, padded size, devices):
+    # a lane's arithmetic does not depend on the other lanes, so the draws are the same
     rows = rows_per_chunk(len(groups), settings["chains"], devs)
-    chunks = math.ceil(len(groups) / rows)
+    # default: the groups shared out evenly over the workers (a batch's last chunk is padded to a whole one)
     batch_size = check_int("batch_size", batch_size, 1) if batch_size is not None else \
-        math.ceil(chunks / workers) * rows
-    batch_size = math.ceil(batch_size / rows) * rows
+        math.ceil(len(groups) / workers)
     batches = [groups[i:i + batch_size] for i in range(0, len(groups), batch_size)]
     t0 = time.perf_counter()
     futures = {}

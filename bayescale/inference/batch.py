@@ -78,10 +78,8 @@ def rows_per_chunk(problems: int, chains: int, devices: int) -> int:
     return rows
 
 
-@lru_cache(maxsize=16)
-def _programs(law, noise: str, dim: int, warmup: int, draws: int, target_accept: float, dense: bool,
-              devices: tuple):
-    """(start, first, advance) jitted for ``law``; the lane axis sharded over ``devices``."""
+def _functions(law, noise: str, dim: int, warmup: int, draws: int, target_accept: float, dense: bool):
+    """(optimise, first, advance) for ``law``: plain functions of the lanes' arrays."""
     import jax
     import jax.numpy as jnp
     from numpyro.infer.util import potential_energy
@@ -108,7 +106,7 @@ def _programs(law, noise: str, dim: int, warmup: int, draws: int, target_accept:
 
         def body(t, s):
             z, m, v = s
-            lp, g = vg(z, data)
+            _, g = vg(z, data)
             g = jnp.where(jnp.isfinite(g), g, 0.0)
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
@@ -119,21 +117,68 @@ def _programs(law, noise: str, dim: int, warmup: int, draws: int, target_accept:
         z, _, _ = jax.lax.fori_loop(0, _ADAM_STEPS, body, (z0, jnp.zeros_like(z0), jnp.zeros_like(z0)))
         lp, _ = vg(z, data)
         hess = jax.vmap(jax.hessian(logp))(z, data)
-        prec = -hess + jnp.eye(dim)            # plus a unit precision, as quick_optimum's scale
-        cov = jnp.linalg.inv(prec)
+        cov = jnp.linalg.inv(-hess + jnp.eye(dim))      # plus a unit precision, as quick_optimum's scale
         sd = jnp.sqrt(jnp.clip(jnp.diagonal(cov, axis1=1, axis2=2), 0.0, 1.0))
         sd = jnp.where(jnp.isfinite(sd), sd, 1.0)
         return z, jnp.where(jnp.isfinite(lp), lp, -jnp.inf), sd
 
-    if len(devices) > 1:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    return optimise, first, advance
 
-        mesh = Mesh(np.array(devices), ("lanes",))
-        lane = NamedSharding(mesh, PartitionSpec("lanes"))
-    else:
-        lane = None
-    jit = jax.jit
-    return jit(optimise), jit(first), jit(advance, donate_argnums=(0,)), lane
+
+@lru_cache(maxsize=16)
+def _programs(law, noise: str, dim: int, warmup: int, draws: int, target_accept: float, dense: bool,
+              devices: tuple, rows: int, chains: int, size: int, inputs: tuple, refs: tuple):
+    """The three compiled programs for one batch shape, each ``(compiled, argument shardings)``: exported
+    to the program cache (:func:`bayescale.sampler.cached_program`), so a new process skips the tracing."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from ..sampler import cached_program
+
+    mesh = Mesh(np.array(devices), ("lanes",))
+    lane, whole = NamedSharding(mesh, PartitionSpec("lanes")), NamedSharding(mesh, PartitionSpec())
+    f32 = np.float32
+    optimise, first, advance = _functions(law, noise, dim, warmup, draws, target_accept, dense)
+
+    def spec(shape, dtype=f32):
+        return jax.ShapeDtypeStruct(shape, np.dtype(dtype))
+
+    def data_spec(n):
+        return ({k: spec((n, size)) for k in inputs}, {k: spec((n,)) for k in refs}, spec((n, size)),
+                spec((n, size), bool))
+
+    def shardings(tree, n):
+        return jax.tree.map(lambda a: lane if a.ndim and a.shape[0] == n else whole, tree)
+
+    key = {"lockstep": law.text, "noise": noise, "dim": dim, "warmup": warmup, "draws": draws,
+           "target_accept": target_accept, "dense": dense, "devices": len(devices), "rows": rows, "chains": chains,
+           "size": size, "inputs": inputs, "refs": refs, "piece": _PIECE, "starts": STARTS, "adam": _ADAM_STEPS}
+
+    def build(name, fn, args, n, static_whole=()):
+        def trace():             # only when the program is not in the cache: tracing NumPyro's model costs seconds
+            ins = tuple(whole if i in static_whole else shardings(a, n) for i, a in enumerate(args))
+            outs = shardings(jax.eval_shape(fn, *args), n)
+            return jax.export.export(jax.jit(fn, in_shardings=ins, out_shardings=outs))(*args)
+        return cached_program({**key, "program": name}, trace, mesh, args)
+
+    n_opt, n = rows * STARTS, rows * chains
+    opt = build("optimise", optimise, (spec((n_opt, dim)), data_spec(n_opt)), n_opt)
+    keys = spec((n, 2), np.uint32)
+    first_args = (spec((n, dim)), data_spec(n), keys)
+    fst = build("first", first, first_args, n)
+    state = jax.tree.map(lambda a: spec(a.shape, a.dtype), fst[0].out_info)     # the state's shapes, untraced
+    adv = build("advance", advance, (state, data_spec(n), keys, spec((), np.int32), spec((_PIECE,), np.int32)), n,
+                static_whole=(3, 4))
+    return opt, fst, adv
+
+
+def _call(program, *args):
+    """Run a compiled program: its arguments placed as it expects."""
+    import jax
+
+    compiled, shardings = program
+    leaves, tree = jax.tree.flatten(args)
+    return compiled(*jax.tree.unflatten(tree, [jax.device_put(a, s) for a, s in zip(leaves, shardings)]))
 
 
 def _padded(problems: list, size: int):
@@ -188,7 +233,6 @@ def sample_batch(law, noise: str, problems: list, *, chains: int, warmup: int, d
     seed, the settings, ``rows`` and ``size``, not on the other problems.  ``progress``: a callable
     ``(fits_done, note)`` or None.
     """
-    import jax
 
     t0 = time.perf_counter()
     devs = devices_for(device)
@@ -200,14 +244,16 @@ def sample_batch(law, noise: str, problems: list, *, chains: int, warmup: int, d
         progress(0, "compiling the batched sampler (once per law and shapes)")
     if rows % len(devs):
         devs = devs[:1]
-    optimise, first, advance, lane = _programs(law, noise, dim, warmup, draws, float(target_accept), bool(dense_mass),
-                                               devs)
-    put = (lambda a: jax.device_put(a, lane)) if lane is not None else jax.device_put
+    first_problem = problems[0]
+    programs = _programs(law, noise, dim, warmup, draws, float(target_accept), bool(dense_mass), devs, rows, chains,
+                         size, tuple(first_problem.inputs), tuple(first_problem.refs))
+    compile_s = time.perf_counter() - t0
     total = warmup + draws
     z0 = np.array([float(prior.unconstrain(prior.median())) for prior in sites.values()], np.float32)
     from .lockstep import trajectory_steps
 
-    out, t_start, t_sample, compile_s = [], 0.0, 0.0, None
+    n_steps = trajectory_steps(0, math.ceil(total / _PIECE) * _PIECE, steps)
+    out, t_start, t_sample = [], 0.0, 0.0
     for begin in range(0, len(problems), rows):
         chunk = problems[begin:begin + rows]
         real = len(chunk)
@@ -219,8 +265,8 @@ def sample_batch(law, noise: str, problems: list, *, chains: int, warmup: int, d
         for r, p in enumerate(chunk):
             rng = np.random.default_rng([p.seed, 2])
             starts[r, 1:] += rng.uniform(-2, 2, size=(STARTS - 1, dim)).astype(np.float32)
-        sdata = jax.tree.map(put, _lanes(data, STARTS))
-        z, lp, sd = (np.asarray(a) for a in optimise(put(starts.reshape(rows * STARTS, dim)), sdata))
+        z, lp, sd = (np.asarray(a) for a in _call(programs[0], starts.reshape(rows * STARTS, dim),
+                                                    _lanes(data, STARTS)))
         best = np.argmax(lp.reshape(rows, STARTS), axis=1)
         pick = np.arange(rows) * STARTS + best
         centre, half = z[pick], np.minimum(0.1, 3.0 * sd[pick])
@@ -230,19 +276,16 @@ def sample_batch(law, noise: str, problems: list, *, chains: int, warmup: int, d
             q0[r * chains:(r + 1) * chains] = centre[r] + rng.uniform(-1, 1, size=(chains, dim)) * half[r]
         t_start += time.perf_counter() - ts
         ts = time.perf_counter()
-        ldata = jax.tree.map(put, _lanes(data, chains))
-        keys = put(_keys(np.array([p.seed for p in chunk]), chains))
-        state = first(put(q0), ldata, keys)
-        n_steps = trajectory_steps(0, total, steps)
+        ldata = _lanes(data, chains)
+        keys = _keys(np.array([p.seed for p in chunk]), chains)
+        state = _call(programs[1], q0, ldata, keys)
         positions, stats = [], []
         for i in range(0, total, _PIECE):
-            state, (q, st) = advance(state, ldata, keys, np.int32(i), n_steps[i:i + _PIECE])
+            state, (q, st) = _call(programs[2], state, ldata, keys, np.int32(i), n_steps[i:i + _PIECE])
             if i + _PIECE > warmup:
                 keep = slice(max(warmup - i, 0), None)
                 positions.append(np.asarray(q)[keep])
                 stats.append({k: np.asarray(v)[keep] for k, v in st.items()})
-            if compile_s is None:
-                compile_s = time.perf_counter() - t0
             if progress is not None:      # fits done, counting this chunk's share of its iterations
                 progress(begin + real * min(i + _PIECE, total) // (total + 1), "")
         pos = np.concatenate(positions)[:draws]                       # (draws, lanes, dim)
@@ -259,6 +302,6 @@ def sample_batch(law, noise: str, problems: list, *, chains: int, warmup: int, d
         if progress is not None:
             progress(begin + real, "")
     info = {"device": devs[0].platform, "devices": len(devs), "rows": rows, "lanes": rows * chains,
-            "padded_size": size, "steps": steps, "compile_s": compile_s or 0.0, "start_s": t_start,
+            "padded_size": size, "steps": steps, "compile_s": compile_s, "start_s": t_start,
             "sampling_s": t_sample, "total_s": time.perf_counter() - t0}
     return out, info

@@ -70,7 +70,8 @@ def revisiting(max_curves: int | None) -> pd.DataFrame:
 
 def lockstep(n_steps: list, lanes: int) -> float:
     """Useful fraction of leapfrog steps for lanes in blocks of ``lanes``: sum(steps) / sum_blocks(lanes x max)."""
-    steps = np.concatenate([s.reshape(s.shape[0], -1) for s in n_steps]).astype(float)   # (lanes_total, draws)
+    width = min(s.shape[1] for s in n_steps)             # a refitted curve has more draws: its first ones
+    steps = np.concatenate([s[:, :width] for s in n_steps]).astype(float)   # (lanes_total, draws)
     pad = (-steps.shape[0]) % lanes
     if pad:
         steps = np.concatenate([steps, np.zeros((pad, steps.shape[1]))])

@@ -298,3 +298,37 @@ def test_dask_local_cluster_gives_the_local_batchs_draws():
         for name in local[key].samples.posterior:
             assert np.array_equal(remote[key].samples.posterior[name], local[key].samples.posterior[name])
         assert remote[key].diagnostics == local[key].diagnostics
+
+
+@pytest.mark.slow
+def test_batch_agrees_with_numpyros_nuts(quantile_z):
+    """NumPyro's NUTS on the same NumPyro model (bayescale.model.make_model), the same data, against the
+    lockstep batch at its defaults: 5 quantiles of E, log A, alpha and sigma of 3 simulated curves (60
+    comparisons) in MCSE units.  For two exact samplers |z| > 4 has probability 6e-5 per comparison, so
+    max |z| < 4 fails an agreeing pair with probability < 0.4%."""
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    from bayescale.model import make_model
+
+    table = curves(3, seed=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fs = bayescale.fit_many(table, "power_law_constant", by="curve", progress=False)
+    zs = {}
+    for key in fs:
+        f = fs[key]
+        assert f.diagnostics.passed, (key, f.diagnostics.problems)
+        mcmc = MCMC(NUTS(make_model(f.law, f.noise), dense_mass=True), num_warmup=1000, num_samples=2000,
+                    num_chains=4, chain_method="sequential", progress_bar=False)
+        mcmc.run(jax.random.PRNGKey(0), {k: jnp.asarray(v, jnp.float32) for k, v in f.runs.input_arrays().items()},
+                 {k: jnp.asarray(v, jnp.float32) for k, v in f.refs.items()},
+                 loss=jnp.asarray(f.runs.response_array(), jnp.float32))
+        theirs = {k: np.asarray(v, float) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        for name in ("E", "A", "alpha", "sigma"):
+            a, b = f.samples.posterior[name], theirs[name]
+            if name == "A":
+                a, b = np.log(a), np.log(b)
+            zs[f"{key}:{name}"] = float(quantile_z(a, b, (0.05, 0.25, 0.5, 0.75, 0.95)).max())
+    print("max |z| per quantity:", {k: round(v, 2) for k, v in zs.items()})
+    assert max(zs.values()) < 4, zs

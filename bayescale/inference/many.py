@@ -127,13 +127,15 @@ class _Bar:
 
 def fit_many(runs, law=None, *, by=None, formula=None, priors=None, card=None, noise=None, mapping=None,
              chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0, target_accept: float = 0.8,
-             dense_mass: bool = True, steps: int = DEFAULT_STEPS, retry: bool = True, device: str = "auto",
-             executor=None, batch_size: int | None = None, progress: bool | None = None) -> FitSet:
+             dense_mass: bool = True, steps: int = DEFAULT_STEPS, reference: dict | None = None, retry: bool = True,
+             device: str = "auto", executor=None, batch_size: int | None = None,
+             progress: bool | None = None) -> FitSet:
     """Fit one law to every group of runs, independently, and return a frozen :class:`FitSet`.
 
     ``runs``: one table (DataFrame or CSV path) split by the ``by`` column(s), a list of tables
     (keys 0, 1, ...) or a dict of tables (its keys).  The law, ``noise``, ``mapping``, ``chains``,
-    ``warmup``, ``draws``, ``target_accept``, ``dense_mass`` and ``retry`` are as for
+    ``warmup``, ``draws``, ``target_accept``, ``dense_mass``, ``reference`` (the same for every group) and
+    ``retry`` are as for
     :func:`bayescale.fit`; ``steps`` is the batch sampler's mean number of leapfrog steps per
     iteration.  A group whose runs fail validation is not fitted: its error is in
     ``fitset.errors`` and in the summary, and the other groups are fitted.  ``device``:
@@ -147,6 +149,11 @@ def fit_many(runs, law=None, *, by=None, formula=None, priors=None, card=None, n
     if noise not in NOISE_MODELS:
         raise BayescaleError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
     settings = _settings(chains, warmup, draws, seed, target_accept, dense_mass, steps)
+    if reference is not None:
+        from ..fitting import _references
+
+        _references(law, {n: np.ones(1) for n in law.input_names}, np.ones(1), reference)    # checked once, here
+        settings["reference"] = dict(reference)
     if device not in ("auto", "cpu", "gpu"):
         raise BayescaleError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
     groups, by_cols = split_groups(runs, by)
@@ -180,7 +187,7 @@ def fit_many(runs, law=None, *, by=None, formula=None, priors=None, card=None, n
     return FitSet(**{**result.__dict__, "timings": {**result.timings, "total_s": time.perf_counter() - t0}})
 
 
-def _prepare(law, noise, groups, mapping, seed):
+def _prepare(law, noise, groups, mapping, seed, reference=None):
     """Validate each group; returns (prepared: (key, Runs, Problem, refs source) or None per group, errors, notes)."""
     from ..errors import DataWarning
     from ..fitting import _references
@@ -203,7 +210,7 @@ def _prepare(law, noise, groups, mapping, seed):
         if found:
             notes[key] = tuple(found)
         inputs, loss = table.input_arrays(), table.response_array()
-        refs, source = _references(law, inputs, loss, None)
+        refs, source = _references(law, inputs, loss, reference)
         prepared.append((key, table, Problem(inputs, refs, loss, group_seed(seed, key)), source))
     return prepared, errors, notes
 
@@ -262,7 +269,7 @@ def _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar
 
     t0 = time.perf_counter()
     rows = rows or rows_per_chunk(len(groups), settings["chains"], len(devices_for(device)))
-    prepared, errors, notes = _prepare(law, noise, groups, mapping, settings["seed"])
+    prepared, errors, notes = _prepare(law, noise, groups, mapping, settings["seed"], settings.get("reference"))
     t_prepare = time.perf_counter() - t0
     if bar is not None:
         bar.done = len(errors)                  # groups that failed validation count as done

@@ -71,10 +71,12 @@ def devices_for(device: str = "auto") -> tuple:
 
 
 def rows_per_chunk(problems: int, chains: int, devices: int) -> int:
-    """Problems per chunk: ``LANES // chains``, fewer for a small batch (a multiple of the devices)."""
+    """Problems per chunk: ``LANES // chains``; for fewer problems a multiple of 32 (below 32, a power of
+    two, at least the devices), so that batches of different sizes share a few compiled shapes."""
     rows = max(1, LANES // chains)
     if problems < rows:
-        rows = max(devices, math.ceil(problems / devices) * devices)
+        small = max(devices, 1 << max(0, math.ceil(math.log2(max(problems, 1)))))
+        rows = min(rows, small if small <= 32 else 32 * math.ceil(problems / 32))
     return rows
 
 
@@ -220,17 +222,17 @@ def _keys(seeds: np.ndarray, chains: int) -> np.ndarray:
 
 
 def sample_batch(law, noise: str, problems: list, *, chains: int, warmup: int, draws: int, target_accept: float,
-                 dense_mass: bool, steps: int, device: str = "auto", rows: int | None = None,
-                 size: int | None = None, progress=None):
+                 dense_mass: bool, steps: int, device: str = "auto", size: int | None = None, progress=None):
     """Sample every :class:`Problem` with :mod:`.lockstep` HMC; returns (per-problem results, info).
 
     Each result: ``(positions, stats, start)``: positions (chains, draws, sites) unconstrained,
     float64; stats (chains, draws): ``diverging``, ``n_steps``, ``tree_depth`` (the NUTS depth
     that many steps would take, for the gate's saturation check), ``energy``, ``accept_prob``,
     ``step_size``; start: the optimum's position.  ``steps``: the mean leapfrog steps per
-    iteration.  ``rows``: problems per chunk (:func:`rows_per_chunk` unless given); ``size``: the
-    padded data size (the largest problem's unless given).  A problem's draws depend on its data,
-    seed, the settings, ``rows`` and ``size``, not on the other problems.  ``progress``: a callable
+    iteration; problems go in chunks of :func:`rows_per_chunk`.  ``size``: the padded data size (the
+    largest problem's unless given).  A problem's draws depend on its data, seed, the settings,
+    ``size`` and the devices, not on the other problems (a lane's arithmetic is its own; tested bit
+    for bit against batches of other sizes).  ``progress``: a callable
     ``(fits_done, note)`` or None.
     """
 
@@ -238,7 +240,7 @@ def sample_batch(law, noise: str, problems: list, *, chains: int, warmup: int, d
     devs = devices_for(device)
     sites = latent_sites(law)
     dim = len(sites)
-    rows = rows or rows_per_chunk(len(problems), chains, len(devs))
+    rows = rows_per_chunk(len(problems), chains, len(devs))
     size = size or padded_size(max(len(p.loss) for p in problems))
     if progress is not None:
         progress(0, "compiling the batched sampler (once per law and shapes)")

@@ -15,8 +15,8 @@ iteration when R-hat or ESS failed); ``retry=False`` turns that off.  The gate i
 
 Seeds: group ``key`` is sampled with its own seed, ``group_seed(seed, key)`` (a hash of the two),
 recorded in its fit's ``settings["seed"]``; its draws depend on its runs, that seed, the settings
-and the batch's shape (problems per chunk, padded size, devices), not on which other groups are in
-the batch or their order.
+the padded data size (of the batch's largest group) and the number of devices, not on which other
+groups are in the batch, how many, or their order.
 
 ``executor=``: any ``concurrent.futures``-style executor (``submit(fn, arg)`` returning futures
 with ``result()``) or a ``dask.distributed.Client``.  The groups are split into batches (one per
@@ -161,11 +161,11 @@ def fit_many(runs, law=None, *, by=None, formula=None, priors=None, card=None, n
         raise DataError("there are no groups to fit (the table has no rows)")
     from ..sampler import padded_size
 
-    size = padded_size(max(len(frame) for _, frame in groups))       # shared by every batch and worker
+    size = padded_size(max(len(frame) for _, frame in groups))       # shared by every batch, retry and worker
     bar = _Bar(len(groups)) if progress is not False else None
     if executor is not None:
-        result = _fit_distributed(executor, law, noise, groups, by_cols, mapping, settings, device, size,
-                                  batch_size, bar)
+        result = _fit_distributed(executor, law, noise, groups, by_cols, mapping, settings, device, size, batch_size,
+                                  bar)
     else:
         result = _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar)
     if retry:
@@ -228,7 +228,7 @@ def _retry_run(diagnostics, run: dict) -> dict:
     return again
 
 
-def _sample_fits(law, noise, items, run, device, size, bar, rows, mapping):
+def _sample_fits(law, noise, items, run, device, size, bar, mapping):
     """Sample ``items`` ((key, Runs, Problem, reference source) each) with the settings ``run``:
     (key -> :class:`~bayescale.result.Fit`, the batch's info)."""
     from ..diagnostics import diagnose_many
@@ -239,14 +239,14 @@ def _sample_fits(law, noise, items, run, device, size, bar, rows, mapping):
 
     results, info = sample_batch(law, noise, [p for _, _, p, _ in items], chains=run["chains"], warmup=run["warmup"],
                                  draws=run["draws"], target_accept=run["target_accept"], dense_mass=run["dense_mass"],
-                                 steps=run["steps"], device=device, rows=rows, size=size, progress=bar)
+                                 steps=run["steps"], device=device, size=size, progress=bar)
     t = time.perf_counter()
     posteriors = [constrained_draws(law, positions, p.refs) for (positions, _, _), (_, _, p, _) in zip(results, items)]
     stats = [{"diverging": st["diverging"], "n_steps": st["n_steps"], "tree_depth": st["tree_depth"],
               "energy": st["energy"], "acceptance_rate": st["accept_prob"], "step_size": st["step_size"]}
              for _, st, _ in results]
     verdicts = diagnose_many(posteriors, stats, list(law.reported_names) + ["sigma"], run["max_tree_depth"], noise)
-    method = f"lockstep HMC batch: {info['lanes']} lanes on {info['devices']} {info['device']} device(s)"
+    method = f"lockstep HMC batch: up to {info['lanes']} lanes on {info['devices']} {info['device']} device(s)"
     share = {k: info[k] / len(items) for k in ("compile_s", "start_s", "sampling_s")}
     versions = _versions()
     mapping_rec = dict(mapping or {}) if isinstance(mapping, dict) else list(mapping or [])
@@ -263,12 +263,9 @@ def _sample_fits(law, noise, items, run, device, size, bar, rows, mapping):
     return fits, info
 
 
-def _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar, rows=None) -> FitSet:
+def _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar) -> FitSet:
     """Validate and sample every group once (no retry); the :class:`FitSet`."""
-    from .batch import devices_for, rows_per_chunk
-
     t0 = time.perf_counter()
-    rows = rows or rows_per_chunk(len(groups), settings["chains"], len(devices_for(device)))
     prepared, errors, notes = _prepare(law, noise, groups, mapping, settings["seed"], settings.get("reference"))
     t_prepare = time.perf_counter() - t0
     if bar is not None:
@@ -279,7 +276,7 @@ def _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar
                "padded_size": size, "retried": 0}
     fits = {}
     if items:
-        fits, info = _sample_fits(law, noise, items, run, device, size, bar, rows, mapping)
+        fits, info = _sample_fits(law, noise, items, run, device, size, bar, mapping)
         for k in ("compile_s", "start_s", "sampling_s", "postprocess_s"):
             timings[k] += info[k]
         timings.update({"devices": info["devices"], "lanes": info["lanes"], "rows": info["rows"]})
@@ -311,7 +308,7 @@ def _retry_failed(fitset: FitSet, device, size, mapping) -> FitSet:
     for key_settings, batch in again.items():
         second = dict(key_settings)
         redo, info = _sample_fits(fitset.law, fitset.noise, [item for item, _ in batch], second, device, size, None,
-                                  None, mapping)
+                                  mapping)
         for k in ("compile_s", "start_s", "sampling_s", "postprocess_s"):
             timings[k] = timings.get(k, 0.0) + info[k]
         timings["retried"] = timings.get("retried", 0) + len(batch)
@@ -375,20 +372,19 @@ def _worker(payload: dict) -> FitSet:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _fit_local(law, payload["noise"], payload["groups"], payload["by"], payload["mapping"],
-                          payload["settings"], payload["device"], payload["size"], None, payload["rows"])
+                          payload["settings"], payload["device"], payload["size"], None)
 
 
 def _fit_distributed(executor, law, noise, groups, by_cols, mapping, settings, device, size, batch_size,
                      bar) -> FitSet:
     import concurrent.futures as cf
 
-    from .batch import devices_for, rows_per_chunk
+    from .batch import devices_for
 
     workers = _check_executor(executor)
     devs = len(devices_for(device))
-    # every worker runs the in-process layout's program shape (problems per chunk, padded size, devices):
-    # a lane's arithmetic does not depend on the other lanes, so the draws are the same
-    rows = rows_per_chunk(len(groups), settings["chains"], devs)
+    # a worker with this process's device count and padded size: a lane's arithmetic does not depend on the
+    # other lanes, so the draws are the in-process batch's
     # default: the groups shared out evenly over the workers (a batch's last chunk is padded to a whole one)
     batch_size = check_int("batch_size", batch_size, 1) if batch_size is not None else \
         math.ceil(len(groups) / workers)
@@ -397,8 +393,7 @@ def _fit_distributed(executor, law, noise, groups, by_cols, mapping, settings, d
     futures = {}
     for batch in batches:
         payload = {"law_text": law.text, "law_source": law.source, "noise": noise, "groups": batch, "by": by_cols,
-                   "mapping": mapping, "settings": settings, "device": device, "size": size, "rows": rows,
-                   "devices": devs}
+                   "mapping": mapping, "settings": settings, "device": device, "size": size, "devices": devs}
         futures[executor.submit(_worker, payload)] = len(batch)
     if type(executor).__module__.startswith("distributed"):
         from distributed import as_completed

@@ -179,9 +179,9 @@ def test_fit_many_fits_every_valid_group_and_reports_the_bad_one(small_set):
     assert "4 fitted" in str(fs)
 
 
-def test_a_failed_fit_is_sampled_again_with_the_settings_its_failure_calls_for():
-    """300 draws cannot give an ESS of 400: the gate fails, and each fit is redone once with twice the warm-up,
-    four times the draws, target acceptance 0.95 and twice the steps per iteration (retry_settings + steps)."""
+def test_a_failed_fit_is_refitted_by_nuts_with_the_settings_its_failure_calls_for():
+    """300 draws cannot give an ESS of 400: the gate fails, and each fit is redone once by NUTS (fit) with twice
+    the warm-up, four times the draws and target acceptance 0.95 (retry_settings), its own seed."""
     table = curves(2)
     with pytest.warns(bayescale.FitRetried, match="2 of 2 fits"), warnings.catch_warnings():
         warnings.simplefilter("ignore", bayescale.ConvergenceWarning)     # the second attempt's verdict is not tested
@@ -189,9 +189,11 @@ def test_a_failed_fit_is_sampled_again_with_the_settings_its_failure_calls_for()
     for key in fs:
         f = fs[key]
         r = f.settings["retried"]
-        assert r["changed"] == {"warmup": 300, "draws": 600, "target_accept": 0.95, "steps": 16}
+        assert r["changed"] == {"warmup": 300, "draws": 600, "target_accept": 0.95, "sampler": "bayescale.nuts"}
+        assert r["first_attempt"]["sampler"] == "bayescale.inference.lockstep"
         assert any("effective sample size" in p for p in r["first_problems"])
-        assert f.samples.posterior["E"].shape == (2, 600) and f.settings["steps"] == 16
+        assert f.samples.posterior["E"].shape == (2, 600) and f.settings["sampler"] == "bayescale.nuts"
+        assert f.settings["seed"] == group_seed(0, key)
     assert fs.summary()["retried"].tolist() == [True, True] and fs.timings["retried"] == 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -9,9 +9,9 @@ lockstep HMC, :mod:`bayescale.inference.lockstep`), started at the batch's own o
 at once (:func:`bayescale.diagnostics.gate_statistics`, equal to a single fit's).  The posterior is
 the same as :func:`bayescale.fit`'s (the same model); the draws are not (another sampler).
 
-A group that fails the gate is sampled once more, with the others that failed, with the settings
-its failure calls for (:func:`bayescale.fitting.retry_settings`, and twice the leapfrog steps per
-iteration when R-hat or ESS failed); ``retry=False`` turns that off.  The gate is never changed.
+A group that fails the gate is refitted once, on its own, by NUTS (:func:`bayescale.fit`) with the
+settings its failure calls for (:func:`bayescale.fitting.retry_settings`), which is what ``fit``'s
+own retry would have done; ``retry=False`` turns that off.  The gate is never changed.
 
 Seeds: group ``key`` is sampled with its own seed, ``group_seed(seed, key)`` (a hash of the two),
 recorded in its fit's ``settings["seed"]``; its draws depend on its runs, that seed, the settings
@@ -150,9 +150,8 @@ def fit_many(runs, law=None, *, by=None, formula=None, priors=None, card=None, n
         raise BayescaleError(f"noise must be one of {', '.join(NOISE_MODELS)}, got {noise!r}")
     settings = _settings(chains, warmup, draws, seed, target_accept, dense_mass, steps)
     if reference is not None:
-        from ..fitting import _references
-
-        _references(law, {n: np.ones(1) for n in law.input_names}, np.ones(1), reference)    # checked once, here
+        if not isinstance(reference, dict):
+            raise BayescaleError(f"reference must be a dict such as {{'loss': 3.0}}, got {type(reference).__name__}")
         settings["reference"] = dict(reference)
     if device not in ("auto", "cpu", "gpu"):
         raise BayescaleError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
@@ -169,16 +168,16 @@ def fit_many(runs, law=None, *, by=None, formula=None, priors=None, card=None, n
     else:
         result = _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar)
     if retry:
-        result = _retry_failed(result, device, size, mapping)
+        result = _retry_failed(result, settings)
     else:
         result = replace(result, fits={k: replace(f, settings={**f.settings, "retry": False})
                                        for k, f in result.fits.items()})
     retried = [k for k, f in result.fits.items() if f.settings.get("retried")]
     if retried:
         fixed = sum(result.fits[k].diagnostics.passed for k in retried)
-        warnings.warn(f"{len(retried)} of {len(result.fits)} fits of {law.name!r} failed the diagnostics gate and "
-                      f"were sampled again with more effort (fitset.summary() column 'retried'): {fixed} then "
-                      "passed", FitRetried, stacklevel=2)
+        warnings.warn(f"{len(retried)} of {len(result.fits)} fits of {law.name!r} failed the batch's diagnostics gate "
+                      f"and were refitted one by one by NUTS with the settings their failure calls for "
+                      f"(fitset.summary() column 'retried'): {fixed} then passed", FitRetried, stacklevel=2)
     failed = [k for k, f in result.fits.items() if not f.diagnostics.passed]
     if failed:
         shown = ", ".join(repr(key_label(k)) for k in failed[:5]) + (" ..." if len(failed) > 5 else "")
@@ -213,19 +212,6 @@ def _prepare(law, noise, groups, mapping, seed, reference=None):
         refs, source = _references(law, inputs, loss, reference)
         prepared.append((key, table, Problem(inputs, refs, loss, group_seed(seed, key)), source))
     return prepared, errors, notes
-
-
-def _retry_run(diagnostics, run: dict) -> dict:
-    """A failed problem's second attempt: :func:`~bayescale.fitting.retry_settings`, and twice the steps per
-    iteration when R-hat or ESS failed (the trajectory was too short for its posterior)."""
-    from ..fitting import retry_settings
-
-    again = retry_settings(diagnostics, run)
-    problems = " ".join(diagnostics.problems)
-    if "R-hat" in problems or "effective sample size" in problems:
-        again["steps"] = min(512, 2 * run["steps"])
-    again["max_tree_depth"] = run["max_tree_depth"]
-    return again
 
 
 def _sample_fits(law, noise, items, run, device, size, bar, mapping):
@@ -288,36 +274,34 @@ def _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar
 _RUN_KEYS = ("chains", "warmup", "draws", "target_accept", "dense_mass", "steps", "max_tree_depth")
 
 
-def _retry_failed(fitset: FitSet, device, size, mapping) -> FitSet:
-    """Every fit that failed the gate sampled once more, batched by the settings its failure calls for."""
-    from dataclasses import replace
+def _retry_failed(fitset: FitSet, settings: dict) -> FitSet:
+    """Every fit that failed the gate refitted once, by NUTS (:func:`bayescale.fit`), with the settings its
+    failure calls for (:func:`bayescale.fitting.retry_settings`): NUTS adapts its trajectories to each
+    posterior, which a hard one needs and a batch's shared step count cannot give."""
+    from ..fitting import fit, retry_settings
 
-    from .batch import Problem
-
-    again = {}
-    for key, f in fitset.fits.items():
-        if not f.diagnostics.passed:
-            run = {k: f.settings[k] for k in _RUN_KEYS}
-            second = _retry_run(f.diagnostics, run)
-            item = (key, f.runs, Problem(f.runs.input_arrays(), f.refs, f.runs.response_array(), f.settings["seed"]),
-                    f.settings["reference"])
-            again.setdefault(tuple(sorted(second.items())), []).append((item, f))
-    if not again:
+    failed = [k for k, f in fitset.fits.items() if not f.diagnostics.passed]
+    if not failed:
         return fitset
     fits, timings = dict(fitset.fits), dict(fitset.timings)
-    for key_settings, batch in again.items():
-        second = dict(key_settings)
-        redo, info = _sample_fits(fitset.law, fitset.noise, [item for item, _ in batch], second, device, size, None,
-                                  mapping)
-        for k in ("compile_s", "start_s", "sampling_s", "postprocess_s"):
-            timings[k] = timings.get(k, 0.0) + info[k]
-        timings["retried"] = timings.get("retried", 0) + len(batch)
-        for item, first in batch:
-            run = {k: first.settings[k] for k in _RUN_KEYS}
-            new = redo[item[0]]
-            retried = {"first_attempt": {k: run[k] for k in second}, "first_problems": list(first.diagnostics.problems),
-                       "changed": {k: second[k] for k in second if second[k] != run[k]}}
-            fits[item[0]] = replace(new, settings={**new.settings, "retried": retried})
+    t0 = time.perf_counter()
+    nuts = ("chains", "warmup", "draws", "target_accept", "dense_mass", "max_tree_depth")
+    for key in failed:
+        first = fits[key]
+        run = {k: first.settings[k] for k in nuts}
+        again = retry_settings(first.diagnostics, run)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            new = fit(first.runs.table, law=fitset.law, noise=fitset.noise, seed=first.settings["seed"], retry=False,
+                      progress=False, reference=settings.get("reference"), **again)
+        retried = {"first_attempt": {**{k: run[k] for k in again}, "sampler": first.settings["sampler"],
+                                     "steps": first.settings["steps"]},
+                   "first_problems": list(first.diagnostics.problems),
+                   "changed": {**{k: again[k] for k in again if again[k] != run[k]}, "sampler": "bayescale.nuts"}}
+        fits[key] = replace(new, runs=first.runs, settings={**new.settings, "retry": True, "retried": retried,
+                                                            "mapping": first.settings["mapping"]})
+    timings["retried"] = len(failed)
+    timings["retry_s"] = time.perf_counter() - t0
     return replace(fitset, fits={k: fits[k] for k in fitset.fits}, timings=timings)
 
 

@@ -19,6 +19,8 @@ from .errors import (  # noqa: E402
     FitFileError, FitRetried, FormulaError, PriorError,
 )
 from .fitting import fit  # noqa: E402
+from .inference.fitset import FitSet, load_fitset  # noqa: E402
+from .inference.many import fit_many  # noqa: E402
 from .inference.sensitivity import Sensitivity, prior_sensitivity  # noqa: E402
 from .model import make_model  # noqa: E402
 from .noise import NOISE_MODELS  # noqa: E402
@@ -30,9 +32,9 @@ from .runs import Runs, prepare_runs  # noqa: E402
 __all__ = [
     "Allocation", "Backtest", "BayescaleError", "CacheWarning", "Calibration", "CardError", "Choice",
     "Comparison", "ConvergenceWarning", "DataError", "DataWarning", "Diagnostics", "ExtrapolationWarning", "Fit",
-    "FitFileError", "FitRetried", "FormulaError", "Law", "NOISE_MODELS", "PlanRegret", "PriorError", "Runs",
+    "FitFileError", "FitRetried", "FitSet", "FormulaError", "Law", "NOISE_MODELS", "PlanRegret", "PriorError", "Runs",
     "Sensitivity", "backtest", "calibrate", "choose_allocation", "compare", "compute_for_loss", "fit",
-    "law_from_file", "law_from_formula", "list_laws", "load_fit", "load_law", "make_model", "optimal",
+    "fit_many",    "law_from_file", "law_from_formula", "list_laws", "load_fit", "load_fitset", "load_law", "make_model", "optimal",
     "plan_regret", "predict", "prepare_runs", "prior_sensitivity", "rollout", "rollout_compute",
     "stacking_weights", "with_priors",
 ]

@@ -25,7 +25,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["GATE", "Diagnostics", "THIN_ADVICE", "diagnose", "ess_bulk", "ess_tail", "rank_rhat", "structure_advice"]
+__all__ = ["GATE", "Diagnostics", "THIN_ADVICE", "diagnose", "diagnose_many", "ess_bulk", "ess_tail", "gate_statistics", "rank_rhat",
+           "structure_advice", "verdict"]
 
 #: Thresholds of the gate.
 GATE = {"r_hat_max": 1.01, "ess_bulk_min": 400.0, "ess_tail_min": 400.0,
@@ -159,13 +160,20 @@ def diagnose(posterior: dict, sample_stats: dict, var_names, max_tree_depth: int
     r_hat = {k: rank_rhat(posterior[k]) for k in var_names}
     ess_b = {k: ess_bulk(posterior[k]) for k in var_names}
     ess_t = {k: ess_tail(posterior[k]) for k in var_names}
+    stuck = sorted({int(c) for k in var_names for c in np.flatnonzero(np.ptp(np.asarray(posterior[k]), axis=1) == 0)})
+    single = np.asarray(posterior[var_names[0]]).shape[1] <= 1
+    return verdict(r_hat, ess_b, ess_t, [] if single else stuck, sample_stats, max_tree_depth, noise)
+
+
+def verdict(r_hat: dict, ess_b: dict, ess_t: dict, stuck: list, sample_stats: dict, max_tree_depth: int,
+            noise: str | None = None) -> Diagnostics:
+    """The gate's :class:`Diagnostics` from the per-parameter R-hat and ESS and the chains that never moved."""
     divergences = int(np.asarray(sample_stats["diverging"]).sum())
     depth = np.asarray(sample_stats["tree_depth"])
     saturated = int((depth >= max_tree_depth).sum())
     draws = int(depth.size)
     problems, advice = [], []
-    stuck = sorted({int(c) for k in var_names for c in np.flatnonzero(np.ptp(np.asarray(posterior[k]), axis=1) == 0)})
-    if stuck and np.asarray(posterior[var_names[0]]).shape[1] > 1:
+    if stuck:
         problems.append(f"chain{'s' if len(stuck) > 1 else ''} {', '.join(map(str, stuck))} never moved "
                         f"(some parameter has the same value in every draw)")
         advice.append("the density is flat, infinite or not finite in float32 near the start: check that "
@@ -210,3 +218,118 @@ def structure_advice(diagnostics: Diagnostics, structure) -> Diagnostics:
     if diagnostics.passed or not dense or THIN_ADVICE in diagnostics.advice:
         return diagnostics
     return replace(diagnostics, advice=diagnostics.advice + (THIN_ADVICE,))
+
+
+# ---------------------------------------------------------------- many problems at once (fit_many)
+
+
+def _average_ranks_rows(x: np.ndarray) -> np.ndarray:
+    """:func:`_average_ranks` of each row of ``x`` (rows, n), ties sharing their average rank."""
+    rows, n = x.shape
+    order = np.argsort(x, axis=1)
+    s = np.take_along_axis(x, order, axis=1)
+    idx = np.broadcast_to(np.arange(n), (rows, n))
+    first = np.concatenate([np.ones((rows, 1), bool), s[:, 1:] != s[:, :-1]], axis=1)
+    last = np.concatenate([s[:, 1:] != s[:, :-1], np.ones((rows, 1), bool)], axis=1)
+    start = np.maximum.accumulate(np.where(first, idx, 0), axis=1)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, idx, n - 1), axis=1), axis=1), axis=1)
+    ranks = np.empty_like(s, dtype=float)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=1)
+    return ranks
+
+
+def _z_rows(x: np.ndarray) -> np.ndarray:
+    """:func:`_z` of each problem: ``x`` (B, chains, n) rank-normalised over its chains and draws."""
+    b = x.shape[0]
+    flat = x.reshape(b, -1)
+    ranks = _average_ranks_rows(flat)
+    return _normal_scores(flat.shape[1])[np.rint(2 * ranks).astype(np.int64) - 2].reshape(x.shape)
+
+
+def _split_rows(x: np.ndarray) -> np.ndarray:
+    half = x.shape[2] // 2
+    return np.concatenate([x[:, :, :half], x[:, :, x.shape[2] - half:]], axis=1)
+
+
+def _rhat_basic_rows(x: np.ndarray) -> np.ndarray:
+    n = x.shape[2]
+    within = x.var(axis=2, ddof=1).mean(axis=1)
+    between = n * x.mean(axis=2).var(axis=1, ddof=1)
+    with np.errstate(all="ignore"):
+        return np.sqrt(((n - 1) / n * within + between / n) / within)
+
+
+def _ess_rows(x: np.ndarray) -> np.ndarray:
+    """:func:`_ess` of each problem's draws ``x`` (B, chains, n)."""
+    b, chains, n = x.shape
+    out = np.full(b, np.nan)
+    flat = x.reshape(b, -1)
+    ok = np.all(np.isfinite(flat), axis=1) & ~np.all(flat == flat[:, :1], axis=1)
+    if n < 5 or not ok.any():
+        return out
+    x = x[ok]
+    size = 1 << (2 * n - 1).bit_length()
+    spectrum = np.fft.rfft(x - x.mean(axis=2, keepdims=True), n=size, axis=2)
+    acov = np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=2)[:, :, :n] / n
+    within = acov[:, :, 0].mean(axis=1) * n / (n - 1)
+    var_plus = within * (n - 1) / n + (x.mean(axis=2).var(axis=1, ddof=1) if chains > 1 else 0.0)
+    rho = 1.0 - (within[:, None] - acov.mean(axis=1)) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    last = (n - 3) // 2
+    pairs = rho[:, 0:2 * last + 1:2] + rho[:, 1:2 * last + 2:2]             # (B, last + 1)
+    stop = pairs[:, 1:] <= 0
+    k = np.where(stop.any(axis=1), np.argmax(stop, axis=1) + 1, last)
+    mono = np.minimum.accumulate(pairs, axis=1)
+    used = np.arange(pairs.shape[1])[None, :] < k[:, None]
+    tail = np.maximum(np.take_along_axis(rho, (2 * k)[:, None], axis=1)[:, 0], 0.0)
+    tau = -1.0 + 2.0 * np.where(used, mono, 0.0).sum(axis=1) + tail
+    total = chains * n
+    out[ok] = total / np.maximum(tau, 1.0 / np.log10(total))
+    return out
+
+
+def gate_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rank R-hat, bulk ESS, tail ESS) of every problem's draws ``x`` (B, chains, draws) of one
+    parameter: :func:`rank_rhat`, :func:`ess_bulk` and :func:`ess_tail` for each problem, vectorised."""
+    x = np.asarray(x, float)
+    finite = np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)
+    if not finite.all():        # NaN's rank is numpy's choice: the one-problem functions decide
+        out = tuple(np.empty(len(x)) for _ in range(3))
+        for i in np.flatnonzero(~finite):
+            with np.errstate(all="ignore"):
+                out[0][i], out[1][i], out[2][i] = rank_rhat(x[i]), ess_bulk(x[i]), ess_tail(x[i])
+        if finite.any():
+            for o, v in zip(out, gate_statistics(x[finite])):
+                o[finite] = v
+        return out
+    s = _split_rows(x)
+    z = _z_rows(s)
+    med = np.median(s.reshape(len(s), -1), axis=1)[:, None, None]
+    r_hat = np.maximum(_rhat_basic_rows(z), _rhat_basic_rows(_z_rows(np.abs(s - med))))
+    bulk = _ess_rows(z)
+    q05, q95 = np.quantile(x.reshape(len(x), -1), [0.05, 0.95], axis=1)
+    low = _ess_rows(_split_rows((x <= q05[:, None, None]).astype(float)))
+    high = _ess_rows(_split_rows((x <= q95[:, None, None]).astype(float)))
+    tail = np.where(high < low, high, low)               # min(low, high) as Python's min treats a NaN
+    return r_hat, bulk, tail
+
+
+def diagnose_many(posteriors: list, sample_stats: list, var_names, max_tree_depth: int,
+                  noise: str | None = None) -> list:
+    """:func:`diagnose` of many fits with draws of one shape (the gate's statistics vectorised over fits)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = list(var_names)
+    stacked = {n: np.stack([np.asarray(p[n], float) for p in posteriors]) for n in names}
+    # numpy's sorts and FFTs release the GIL: the parameters in threads, one per core
+    with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        values = dict(zip(names, pool.map(gate_statistics, [stacked[n] for n in names])))
+    single = stacked[names[0]].shape[2] <= 1
+    out = []
+    for i, stats in enumerate(sample_stats):
+        stuck = [] if single else sorted({int(c) for n in names
+                                          for c in np.flatnonzero(np.ptp(stacked[n][i], axis=1) == 0)})
+        out.append(verdict({n: float(values[n][0][i]) for n in names}, {n: float(values[n][1][i]) for n in names},
+                           {n: float(values[n][2][i]) for n in names}, stuck, stats, max_tree_depth, noise))
+    return out

@@ -163,14 +163,24 @@ def _compiled(law, noise: str, pooling, groups: int, piece: int, warmup: int, dr
            "groups": groups, "piece": piece,
            "warmup": warmup, "draws": draws, "target_accept": target_accept, "max_depth": max_depth,
            "dense": dense, "args": str(shapes)}
+    return cached_program(key, lambda: _trace(law, noise, pooling, groups, piece, warmup, draws, target_accept,
+                                              max_depth, dense, arg_specs), _mesh(groups), arg_specs)
+
+
+def cached_program(key: dict, trace, mesh, arg_specs):
+    """The compiled program for ``key`` and the shardings of its arguments: its exported form from disk,
+    or ``trace()`` (a ``jax.export.Exported``) saved there for the next process, compiled on ``mesh``.
+    Loading skips the tracing (NumPyro's model, the sampler's Python), which costs seconds."""
+    import jax
+
     path = _program_path(key)
     exported = _load_program(path) if path is not None else None
     if exported is not None:
         try:
-            return _compile(exported, groups, arg_specs)
+            return _compile(exported, mesh, arg_specs)
         except Exception:       # deserialised but does not compile (a damaged entry): trace it again, replace it
             exported = None
-    exported = _trace(law, noise, pooling, groups, piece, warmup, draws, target_accept, max_depth, dense, arg_specs)
+    exported = trace()
     try:
         blob = exported.serialize()
     except ImportError:         # jax.export needs flatbuffers to serialise; without it, trace in every process
@@ -178,17 +188,17 @@ def _compiled(law, noise: str, pooling, groups: int, piece: int, warmup: int, dr
     if path is not None:
         _save_program(path, blob)
         exported = jax.export.deserialize(blob)   # the same module a later process will compile
-    return _compile(exported, groups, arg_specs)
+    return _compile(exported, mesh, arg_specs)
 
 
-def _compile(exported, groups: int, arg_specs):
-    """Compile a (deserialised) program for arguments shaped like ``arg_specs``; returns it and the
-    shardings of its arguments."""
+def _compile(exported, mesh, arg_specs):
+    """Compile a (deserialised) program on ``mesh`` for arguments shaped like ``arg_specs``; returns it and
+    the shardings of its arguments."""
     import jax
 
     from .errors import CacheWarning
 
-    shardings = exported.in_shardings_jax(_mesh(groups))
+    shardings = exported.in_shardings_jax(mesh)
     leaves, tree = jax.tree.flatten(arg_specs)
     placed = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s) for a, s in zip(leaves, shardings)]
     with warnings.catch_warnings(record=True) as caught:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,3 +65,22 @@ def epoch_memo(epoch_fit):
 
     return build_memo(fits=[epoch_fit], budget=5.88e23, plan={"N": 7e10, "D": 1.4e12}, target=1.95,
                       backtest=False, progress=False, command="tests: build_memo(fits=[epoch_fit], ...)")
+
+
+def _quantile_z(a: np.ndarray, b: np.ndarray, probs) -> np.ndarray:
+    """|difference| of quantiles of two samplers' draws (chains, draws) in units of their combined Monte
+    Carlo standard error (ArviZ's quantile MCSE, which accounts for autocorrelation)."""
+    import arviz as az
+
+    out = []
+    for q in probs:
+        se = [float(az.mcse(az.convert_to_dataset(x[None] if x.ndim == 1 else x), method="quantile", prob=q)["x"])
+              for x in (a, b)]
+        out.append(abs(np.quantile(a, q) - np.quantile(b, q)) / np.hypot(*se))
+    return np.asarray(out)
+
+
+@pytest.fixture(scope="session")
+def quantile_z():
+    """:func:`_quantile_z`: two samplers' quantiles compared in Monte Carlo standard errors."""
+    return _quantile_z

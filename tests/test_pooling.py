@@ -138,21 +138,8 @@ def test_levels_sort_naturally_and_round_trip():
 # --------------------------------------------------------------------------- the statistical checks (slow)
 
 
-def _quantile_z(a: np.ndarray, b: np.ndarray, probs) -> np.ndarray:
-    """|difference| of quantiles of two samplers' draws (chains, draws) in units of their combined Monte
-    Carlo standard error (ArviZ's quantile MCSE, which accounts for autocorrelation)."""
-    import arviz as az
-
-    out = []
-    for q in probs:
-        se = [float(az.mcse(az.convert_to_dataset(x[None] if x.ndim == 1 else x), method="quantile", prob=q)["x"])
-              for x in (a, b)]
-        out.append(abs(np.quantile(a, q) - np.quantile(b, q)) / np.hypot(*se))
-    return np.asarray(out)
-
-
 @pytest.mark.slow
-def test_pooled_model_agrees_with_numpyros_nuts(pooled):
+def test_pooled_model_agrees_with_numpyros_nuts(pooled, quantile_z):
     """NumPyro's NUTS on the same NumPyro model (bayescale.model.make_model with the pooling), the same data.
 
     Compared: 5 quantiles of each group's E, the new-group scale tau_E and the shared alpha (35
@@ -180,10 +167,10 @@ def test_pooled_model_agrees_with_numpyros_nuts(pooled):
     probs = (0.05, 0.25, 0.5, 0.75, 0.95)
     zs = {}
     for g in fit.groups:
-        zs[f"E[{g}]"] = _quantile_z(group_params(p, fit.law, ours, fit.refs, g)["E"],
+        zs[f"E[{g}]"] = quantile_z(group_params(p, fit.law, ours, fit.refs, g)["E"],
                                     group_params(p, fit.law, theirs, fit.refs, g)["E"], probs)
     for name in ("tau_E", "alpha"):
-        zs[name] = _quantile_z(ours[name], theirs[name], probs)
+        zs[name] = quantile_z(ours[name], theirs[name], probs)
     worst = {k: round(float(v.max()), 2) for k, v in zs.items()}
     print("max |z| per quantity:", worst)
     assert max(worst.values()) < 4, worst

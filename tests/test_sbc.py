@@ -120,3 +120,15 @@ def test_card_passes_simulation_based_calibration(card):
     print(r)
     failures = r.failures(min_pass=0.95, p_min=P_MIN, tail_max=TAIL_MAX)
     assert not failures, f"{card}: " + "; ".join(failures)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card", ["power_law", "power_law_constant", "chinchilla", "kaplan", "overtraining",
+                                  "data_constrained", "downstream_error", "sigmoid_metric", "bnsl1", "bnsl2"])
+def test_batch_sampler_passes_simulation_based_calibration(card):
+    """The same SBC, thresholds and designs, with every replication fitted in one fit_many call (the lockstep
+    batch sampler at its defaults, one batched retry of the fits that fail the gate)."""
+    r = sbc(card, catalogue_design(card), reps=REPS, seed=1, sampler="batch")
+    print(r)
+    failures = r.failures(min_pass=0.95, p_min=P_MIN, tail_max=TAIL_MAX)
+    assert not failures, f"{card}: " + "; ".join(failures)

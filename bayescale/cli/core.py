@@ -50,6 +50,8 @@ def register(subparsers) -> None:
               bayescale fit curves.csv --law chinchilla --run model --checkpoints logspaced:8
               bayescale fit runs.csv --law chinchilla --group family --vary E,A --out fit.nc
               bayescale fit runs.csv --law chinchilla --map loss=val_loss --map N=params
+              bayescale fit curves.csv --law power_law_constant --map x="Seen Examples" loss=Loss \\
+                  --by Domain Task Model --out fits.nc      # one independent fit per group, batched
               bayescale fit runs.csv --formula "E + A / N**alpha" \\
                   --prior "E=LogNormal(0, 1)" --prior "A=LogNormal(5, 3)" --prior "alpha=Uniform(0.05, 1)"
             """))
@@ -102,7 +104,16 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same draws)")
     p.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance (default 0.8)")
     p.add_argument("--max-tree-depth", type=int, default=10, help="NUTS maximum tree depth (default 10)")
-    p.add_argument("--out", metavar="PATH", help="save the fit to this NetCDF file (e.g. fit.nc)")
+    p.add_argument("--by", nargs="+", metavar="COLUMN",
+                   help="fit every group of rows (one value of these columns) independently, all in one batched "
+                        "program (bayescale.fit_many, lockstep HMC)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="with --by: mean leapfrog steps per iteration of the batch sampler (default 8)")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                   help="with --by: where the batch runs (default auto: a GPU if JAX sees one)")
+    p.add_argument("--out", metavar="PATH", help="save the fit to this NetCDF file (e.g. fit.nc); with --by, a file "
+                                                 "(fits.nc: the whole set) or a folder (fits/: one fit file per group "
+                                                 "and summary.csv)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress on stderr: a bar with an ETA on a terminal, plain log lines otherwise "
@@ -272,6 +283,10 @@ def run_fit(args) -> int:
     from ..fitting import fit
     from ..runs import parse_mapping
 
+    if args.by:
+        return run_fit_many(args)
+    if args.steps is not None or args.device != "auto":
+        raise BayescaleError("--steps and --device are for the batch of --by; a single fit runs NUTS")
     out = check_out_path(args.out, args.force)
     priors = parse_prior_options(args.prior) if args.prior else None
     reference = parse_reference_options(args.reference) if args.reference else None
@@ -301,6 +316,55 @@ def run_fit(args) -> int:
         text += f"\nsaved: {out}"
     emit(args, fit_report(result, wall, out=str(out) if out else None), text)
     return gate_status(args, not result.diagnostics.passed)
+
+
+def _out_is_folder(path: str) -> bool:
+    from pathlib import Path
+
+    return path.endswith(("/", "\\")) or Path(path).is_dir() or not Path(path).suffix
+
+
+def run_fit_many(args) -> int:
+    """``fit --by``: one independent fit per group (:func:`bayescale.fit_many`)."""
+    from pathlib import Path
+
+    from ..errors import BayescaleError, FitFileError
+    from ..inference.many import DEFAULT_STEPS, fit_many
+    from ..runs import parse_mapping
+
+    single = [flag for flag, used in (("--run", args.run), ("--group", args.group), ("--vary", args.vary),
+                                      ("--run-effects", args.run_effects), ("--calibrate", args.calibrate),
+                                      ("--reference", args.reference), ("--checkpoints", args.checkpoints != "all"),
+                                      ("--offsets", args.offsets != "auto")) if used]
+    if single:
+        raise BayescaleError(f"{', '.join(single)} {'is' if len(single) == 1 else 'are'} for a single fit; with --by "
+                             "every group is fitted independently (fit a group alone for run structure, pooling "
+                             "or calibration)")
+    folder = args.out is not None and _out_is_folder(args.out)
+    if args.out is not None and not folder:
+        check_out_path(args.out, args.force)
+    elif folder and Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.force:
+        raise FitFileError(f"--out {args.out!r} is a folder that is not empty; pass --force to write into it")
+    priors = parse_prior_options(args.prior) if args.prior else None
+    t0 = time.perf_counter()
+    fs = fit_many(args.runs, args.law, by=args.by, formula=args.formula, priors=priors, card=args.card,
+                  noise=args.noise, mapping=parse_mapping(args.map), chains=args.chains, warmup=args.warmup,
+                  draws=args.draws, seed=args.seed, target_accept=args.target_accept,
+                  steps=DEFAULT_STEPS if args.steps is None else args.steps, retry=args.retry, device=args.device,
+                  progress=args.progress)
+    wall = time.perf_counter() - t0
+    saved = None
+    if args.out is not None:
+        saved = str(fs.export(args.out, force=True) if folder else fs.save(args.out, force=args.force))
+    table = fs.summary()
+    text = str(fs) + f"\nwall time {wall:.1f} s for {len(fs.all_keys)} groups ({wall / len(fs.all_keys):.3f} s each)"
+    if saved:
+        text += f"\nsaved: {saved}"
+    data = {"law": fs.law.name, "by": list(fs.by), "groups": len(fs.all_keys), "fitted": len(fs),
+            "passed_gate": fs.passed, "not_fitted": len(fs.errors), "wall_s": wall, "timings": fs.timings,
+            "settings": fs.settings, "summary": table.to_dict(orient="records"), "out": saved}
+    emit(args, data, text)
+    return gate_status(args, fs.passed < len(fs))
 
 
 def parse_reference_options(items) -> dict[str, float]:

@@ -163,7 +163,7 @@ class SBC:
 
 def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: float = 3.0,
         noise: str | None = None, thin: int = 99, progress: bool = False, group: str | None = None,
-        vary=None, **fit_kwargs) -> SBC:
+        vary=None, sampler: str = "nuts", **fit_kwargs) -> SBC:
     """Simulation-based calibration of ``law`` on the fixed ``design`` (a table of its inputs).
 
     Each replication ``r`` simulates with ``numpy.random.default_rng([seed, r])`` and fits
@@ -171,7 +171,12 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
     :func:`bayescale.fit` (default settings otherwise).  ``group`` (a column of ``design``) and
     ``vary``: the partially pooled model (:mod:`bayescale.inference.pooling`), simulated and fitted
     with those parameters varying by group; the group scales and offsets are ranked too.
+    ``sampler="batch"``: every replication fitted in one :func:`bayescale.fit_many` call (the
+    lockstep batch sampler; replication ``r`` is the group keyed ``r``, its seed
+    ``group_seed(seed, r)``), which is what tests that sampler; ``fit_kwargs`` then go to ``fit_many``.
     """
+    if sampler not in ("nuts", "batch"):
+        raise ValueError(f"sampler must be 'nuts' or 'batch', got {sampler!r}")
     from ..cards import resolve_law
     from ..errors import ConvergenceWarning, FitRetried
     from ..fitting import fit
@@ -189,21 +194,42 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
         fit_kwargs = {**fit_kwargs, "group": group, "vary": vary}
     params = tuple(law.reported_names) + ("sigma",) + (() if pooling is None else pooling.site_names)
     rows, problems = [], []
+    simulated = []
     for r in range(reps):
         rng = np.random.default_rng([seed, r])
         truth, y = simulate(law, noise, inputs, refs, rng, pooling)
         runs = pd.DataFrame({**inputs, law.response.name: y})
         if pooling is not None:
             runs[group] = design[group].astype(str).to_numpy()
+        simulated.append((truth, runs))
+    reference = {"loss": loss_ref} if law.response.scale else None
+    fits, seconds = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FitRetried)
+        if sampler == "batch":
+            if pooling is not None:
+                raise ValueError("sampler='batch' fits independent groups; it has no pooled model")
+            from .many import fit_many
+
+            t0 = time.perf_counter()
+            batch = fit_many({r: runs for r, (_, runs) in enumerate(simulated)}, law=law, noise=noise, seed=seed,
+                             progress=progress, reference=reference, **fit_kwargs)
+            fits = dict(batch.fits)
+            seconds = {r: (time.perf_counter() - t0) / reps for r in fits}
+    for r, (truth, runs) in enumerate(simulated):
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", FitRetried)
-            f = fit(runs, law=law, noise=noise, seed=r, progress=False,
-                    reference={"loss": loss_ref} if law.response.scale else None, **fit_kwargs)
+        if sampler == "nuts":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.simplefilter("ignore", FitRetried)
+                f = fit(runs, law=law, noise=noise, seed=r, progress=False, reference=reference, **fit_kwargs)
+            seconds[r] = time.perf_counter() - t0
+        else:
+            f = fits[r]
         retried = f.settings.get("retried")
         row = {"rep": r, "passed": f.diagnostics.passed, "first_passed": retried is None,
-               "seconds": time.perf_counter() - t0,
+               "seconds": seconds[r],
                "ess_bulk_per_s": f.timings.get("ess_bulk_per_s", math.nan),
                "problems": "; ".join(f.diagnostics.problems),
                "first_problems": "; ".join(retried["first_problems"]) if retried else ""}
@@ -215,6 +241,6 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
         rows.append(row)
         if not f.diagnostics.passed:
             problems.append(f"rep {r}: " + "; ".join(f.diagnostics.problems))
-        if progress:
+        if progress and sampler == "nuts":
             print(f"sbc {law.name}: {r + 1}/{reps} fits, {sum(x['passed'] for x in rows)} passed", flush=True)
     return SBC(law.name, noise, thin, pd.DataFrame(rows), params, tuple(problems))

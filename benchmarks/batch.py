@@ -178,7 +178,7 @@ def main(argv=None) -> int:
                             "batch_passed": fs.passed, "batch_timings": fs.timings}
 
     # 3. 1 .. 1000 problems, each in a fresh process
-    print(f"\nsimulated power_law_constant problems (10-30 runs each), fit_many in a fresh process each:", flush=True)
+    print("\nsimulated power_law_constant problems (10-30 runs each), fit_many in a fresh process each:", flush=True)
     runs = {}
     for n in counts:
         runs[n] = r = run_child(n)

@@ -84,3 +84,65 @@ def _quantile_z(a: np.ndarray, b: np.ndarray, probs) -> np.ndarray:
 def quantile_z():
     """:func:`_quantile_z`: two samplers' quantiles compared in Monte Carlo standard errors."""
     return _quantile_z
+
+
+def check_correlated_gaussian(run_sampler, accept_max: float = 0.99) -> None:
+    """A sampler on a correlated, badly scaled 3-d Gaussian: ``run_sampler(logp, dim)`` returns
+    (positions (chains, draws, dim), stats, the adapted metric (chains, dim, dim)).
+
+    Means within 4 Monte Carlo errors (sd / sqrt(ESS)), variances within 4 relative errors
+    (sqrt(2 / ESS)), correlations to 0.06; the metric's last window (warm-up 500) holds 200 draws, so a
+    standard deviation has a relative standard error of about 1 / sqrt(2 * 150) = 6% (ESS ~150): 30% is 5
+    such errors, and a wrong metric (identity) would be off by 100x.
+    """
+    import math
+
+    import jax.numpy as jnp
+
+    from bayescale.diagnostics import ess_bulk, rank_rhat
+
+    scales = np.array([1.0, 100.0, 0.01])
+    corr = np.array([[1.0, 0.9, -0.5], [0.9, 1.0, -0.3], [-0.5, -0.3, 1.0]])
+    cov = corr * np.outer(scales, scales)
+    mean = np.array([1.0, -50.0, 0.02])
+    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
+    mu = jnp.asarray(mean, jnp.float32)
+
+    def logp(q):
+        r = q - mu
+        return -0.5 * r @ prec @ r
+
+    pos, stats, minv = run_sampler(logp, 3)
+    assert stats["diverging"].sum() == 0
+    draws = pos.reshape(-1, 3)
+    for i in range(3):
+        x = pos[..., i]
+        ess = ess_bulk(x)
+        assert rank_rhat(x) < 1.01
+        assert ess > 1000
+        assert abs(draws[:, i].mean() - mean[i]) < 4 * scales[i] / math.sqrt(ess)
+        assert abs(draws[:, i].var() / scales[i] ** 2 - 1) < 4 * math.sqrt(2 / ess)
+    assert np.allclose(np.corrcoef(draws.T), corr, atol=0.06)
+    assert np.allclose(np.sqrt(np.diagonal(minv, axis1=1, axis2=2)) / scales, 1, atol=0.3)
+    assert 0.7 < stats["accept_prob"].mean() < accept_max
+
+
+def check_gamma_quantiles(run_sampler) -> None:
+    """A sampler on log of a Gamma(2, 1) variable (density exp(2z - exp(z))): ``run_sampler(logp, dim)``
+    as above; the empirical CDF at the 5 true quantiles within 4 binomial errors at the draws' ESS."""
+    import jax.numpy as jnp
+
+    from bayescale.diagnostics import ess_bulk
+
+    def logp(q):
+        return 2 * q[0] - jnp.exp(q[0])
+
+    pos, _, _ = run_sampler(logp, 1)
+    x = np.exp(pos[..., 0])
+    ess = ess_bulk(pos[..., 0])
+    probs = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    # Gamma(2, 1) CDF: 1 - (1 + x) e^-x; the empirical CDF at the true quantiles
+    true_q = np.array([0.35536, 0.96128, 1.67835, 2.69263, 4.74386])
+    empirical = np.array([(x <= q).mean() for q in true_q])
+    assert np.allclose(1 - (1 + true_q) * np.exp(-true_q), probs, atol=1e-4)
+    assert np.all(np.abs(empirical - probs) < 4 * np.sqrt(probs * (1 - probs) / ess))

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import check_correlated_gaussian, check_gamma_quantiles
+
 import bayescale
 from bayescale.diagnostics import ess_bulk, ess_tail, gate_statistics, rank_rhat
 from bayescale.errors import BayescaleError, DataError, FitFileError
@@ -84,44 +86,11 @@ def test_gate_statistics_equal_the_single_fit_functions():
 
 
 def test_lockstep_kernel_on_a_correlated_badly_scaled_gaussian():
-    scales = np.array([1.0, 100.0, 0.01])
-    corr = np.array([[1.0, 0.9, -0.5], [0.9, 1.0, -0.3], [-0.5, -0.3, 1.0]])
-    cov = corr * np.outer(scales, scales)
-    mean = np.array([1.0, -50.0, 0.02])
-    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
-    mu = jnp.asarray(mean, jnp.float32)
-
-    def logp(q):
-        r = q - mu
-        return -0.5 * r @ prec @ r
-
-    pos, stats, minv = run_program(logp, 3)
-    assert stats["diverging"].sum() == 0
-    draws = pos.reshape(-1, 3)
-    for i in range(3):
-        x = pos[..., i]
-        ess = ess_bulk(x)
-        assert rank_rhat(x) < 1.01
-        assert ess > 1000
-        assert abs(draws[:, i].mean() - mean[i]) < 4 * scales[i] / math.sqrt(ess)
-        assert abs(draws[:, i].var() / scales[i] ** 2 - 1) < 4 * math.sqrt(2 / ess)
-    assert np.allclose(np.corrcoef(draws.T), corr, atol=0.06)
-    # the last window's metric (as in test_nuts): 5 standard errors of a standard deviation
-    assert np.allclose(np.sqrt(np.diagonal(minv, axis1=1, axis2=2)) / scales, 1, atol=0.3)
-    assert 0.7 < stats["accept_prob"].mean() < 0.999
+    check_correlated_gaussian(lambda logp, d: run_program(logp, d), accept_max=0.999)
 
 
 def test_lockstep_kernel_matches_a_skewed_targets_quantiles():
-    def logp(q):                                   # log of a Gamma(2, 1) variable
-        return 2 * q[0] - jnp.exp(q[0])
-
-    pos, _, _ = run_program(logp, 1, dense=False)
-    x = np.exp(pos[..., 0])
-    ess = ess_bulk(pos[..., 0])
-    probs = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
-    true_q = np.array([0.35536, 0.96128, 1.67835, 2.69263, 4.74386])
-    empirical = np.array([(x <= q).mean() for q in true_q])
-    assert np.all(np.abs(empirical - probs) < 4 * np.sqrt(probs * (1 - probs) / ess))
+    check_gamma_quantiles(lambda logp, d: run_program(logp, d, dense=False))
 
 
 def test_split_groups_and_bad_arguments():

@@ -6,7 +6,6 @@ check at a fixed seed, so the checks are not tuned to pass).  A variance estimat
 has relative standard error ~ sqrt(2 / ESS) for near-Gaussian draws; again 4x.
 """
 
-import math
 import re
 
 import jax
@@ -16,7 +15,8 @@ import pytest
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
-from bayescale.diagnostics import ess_bulk, rank_rhat
+from conftest import check_correlated_gaussian, check_gamma_quantiles
+
 from bayescale.nuts import advance, initial_state, sample_chain, warmup_schedule
 from bayescale.priors import parse_prior
 
@@ -49,49 +49,11 @@ def test_warmup_schedule_short_and_tiny():
 
 
 def test_correlated_badly_scaled_gaussian():
-    scales = np.array([1.0, 100.0, 0.01])
-    corr = np.array([[1.0, 0.9, -0.5], [0.9, 1.0, -0.3], [-0.5, -0.3, 1.0]])
-    cov = corr * np.outer(scales, scales)
-    mean = np.array([1.0, -50.0, 0.02])
-    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
-    mu = jnp.asarray(mean, jnp.float32)
-
-    def logp(q):
-        r = q - mu
-        return -0.5 * r @ prec @ r
-
-    pos, stats, minv = run(logp, 3)
-    assert stats["diverging"].sum() == 0
-    draws = pos.reshape(-1, 3)
-    for i in range(3):
-        x = pos[..., i]
-        ess = ess_bulk(x)
-        assert rank_rhat(x) < 1.01
-        assert ess > 1000
-        assert abs(draws[:, i].mean() - mean[i]) < 4 * scales[i] / math.sqrt(ess)
-        assert abs(draws[:, i].var() / scales[i] ** 2 - 1) < 4 * math.sqrt(2 / ess)
-    assert np.allclose(np.corrcoef(draws.T), corr, atol=0.06)
-    # the adapted metric estimates the posterior covariance: its last window (warm-up 500) holds
-    # 200 draws, so a standard deviation has a relative standard error of about 1 / sqrt(2 * 150)
-    # = 6% (ESS ~150); 30% is 5 such errors, and a wrong metric (identity) would be off by 100x
-    assert np.allclose(np.sqrt(np.diagonal(minv, axis1=1, axis2=2)) / scales, 1, atol=0.3)
-    assert 0.7 < stats["accept_prob"].mean() < 0.99
+    check_correlated_gaussian(lambda logp, d: run(logp, d))
 
 
 def test_skewed_target_matches_its_quantiles():
-    # log of a Gamma(2, 1) variable: density exp(2z - exp(z))
-    def logp(q):
-        return 2 * q[0] - jnp.exp(q[0])
-
-    pos, stats, _ = run(logp, 1, dense=False)
-    x = np.exp(pos[..., 0])
-    ess = ess_bulk(pos[..., 0])
-    probs = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
-    # Gamma(2, 1) CDF: 1 - (1 + x) e^-x; the empirical CDF at the true quantiles
-    true_q = np.array([0.35536, 0.96128, 1.67835, 2.69263, 4.74386])
-    empirical = np.array([(x <= q).mean() for q in true_q])
-    assert np.allclose(1 - (1 + true_q) * np.exp(-true_q), probs, atol=1e-4)
-    assert np.all(np.abs(empirical - probs) < 4 * np.sqrt(probs * (1 - probs) / ess))
+    check_gamma_quantiles(lambda logp, d: run(logp, d, dense=False))
 
 
 def test_tree_depth_is_capped_and_reported():

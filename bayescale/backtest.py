@@ -350,45 +350,66 @@ def _groups(raw, frame, group):
 class _Runner:
     """Fits and scores every (law, split) pair with the same sampler settings."""
 
-    def __init__(self, laws, noise, probs, settings, calibrate: bool = False):
+    def __init__(self, laws, noise, probs, settings, calibrate: bool = False, batch: bool = False):
         self.laws, self.noise, self.probs, self.settings = laws, noise, probs, settings
-        self.calibrate = calibrate
-        self.rows, self.fits, self.notes = [], [], []
+        self.calibrate, self.batch = calibrate, batch
+        self.rows, self.fits, self.notes, self.jobs = [], [], [], []
         self.gate = {law.name: [0, 0] for law in laws}
         self.fit_seconds = 0.0
 
     def run(self, prepared: dict, train: np.ndarray, test: np.ndarray, desc: str, extra: dict) -> None:
-        from .fitting import fit as fit_law
-
+        """Queue one split (its fits run in :meth:`result`, all splits of a law in one batch)."""
         for law in self.laws:
             _check_enough(law, int(train.sum()), len(train), desc)
-        for law in self.laws:
-            table = prepared[law.name].table
-            t0 = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                fitted = fit_law(table[train].reset_index(drop=True), law=law, noise=self.noise,
-                                 **self.settings)
-            self.fit_seconds += time.perf_counter() - t0
-            self.gate[law.name][0] += 1
-            if not fitted.diagnostics.passed:
-                self.gate[law.name][1] += 1
-                where = ", ".join(f"{k} {v}" for k, v in extra.items())
-                self.notes.append(f"{law.name}{' (' + where + ')' if where else ''}: fit failed the "
-                                  f"diagnostics gate: {'; '.join(fitted.diagnostics.problems)}")
-            for w in caught:
-                if w.category.__name__ == "DataWarning":
-                    self.notes.append(f"{law.name}: {w.message}")
-            if self.calibrate:
-                fitted = self._calibrated(fitted, law, extra)
-            scored = _score(fitted, table[test], self.probs)
-            scored.insert(0, "run", np.flatnonzero(test))
-            for k, v in reversed(list(extra.items())):
-                scored.insert(0, k, v)
-            scored.insert(0, "noise", fitted.noise)
-            scored.insert(0, "law", law.name)
-            self.rows.append(scored.reset_index(drop=True))
-            self.fits.append(fitted)
+        self.jobs.append((prepared, train, test, extra))
+
+    def _fit_all(self, law) -> list:
+        """The fits of ``law`` on every queued split's training rows, in order: one :func:`bayescale.fit_many`
+        call when batching and there are several (the batch path), else :func:`bayescale.fit` each."""
+        from .fitting import fit as fit_law
+
+        tables = [prepared[law.name].table[train].reset_index(drop=True) for prepared, train, _, _ in self.jobs]
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if self.batch and len(tables) > 1:
+                from .inference.many import fit_many
+
+                batch = fit_many(dict(enumerate(tables)), law=law, noise=self.noise, **self.settings)
+                if batch.errors:
+                    raise DataError(f"{law.name}: a split's training runs were refused: "
+                                    + "; ".join(batch.errors.values()))
+                fits = [batch[i] for i in range(len(tables))]
+            else:
+                fits = [fit_law(t, law=law, noise=self.noise, **self.settings) for t in tables]
+        self.fit_seconds += time.perf_counter() - t0
+        for w in caught:
+            if w.category.__name__ == "DataWarning":
+                self.notes.append(f"{law.name}: {w.message}")
+        return fits
+
+    def _score_all(self) -> None:
+        fits = {law.name: self._fit_all(law) for law in self.laws}
+        for j, (prepared, train, test, extra) in enumerate(self.jobs):
+            for law in self.laws:
+                fitted = fits[law.name][j]
+                self.gate[law.name][0] += 1
+                if not fitted.diagnostics.passed:
+                    self.gate[law.name][1] += 1
+                    where = ", ".join(f"{k} {v}" for k, v in extra.items())
+                    self.notes.append(f"{law.name}{' (' + where + ')' if where else ''}: fit failed the "
+                                      f"diagnostics gate: {'; '.join(fitted.diagnostics.problems)}")
+                if self.calibrate:
+                    fitted = self._calibrated(fitted, law, extra)
+                scored = _score(fitted, prepared[law.name].table[test], self.probs)
+                scored.insert(0, "run", np.flatnonzero(test))
+                for k, v in reversed(list(extra.items())):
+                    scored.insert(0, k, v)
+                scored.insert(0, "noise", fitted.noise)
+                scored.insert(0, "law", law.name)
+                self.rows.append(scored.reset_index(drop=True))
+                self.fits.append(fitted)
+        self.jobs = []
 
     def _calibrated(self, fitted, law, extra):
         """The fold's fit calibrated by a compute rollout of its own training rows (or as it was, noted)."""
@@ -408,6 +429,7 @@ class _Runner:
         return out
 
     def result(self, holdout: str, t0: float) -> Backtest:
+        self._score_all()
         table = pd.concat(self.rows, ignore_index=True)
         summary = _summarise(table, self.probs, {k: tuple(v) for k, v in self.gate.items()})
         n_fits = sum(v[0] for v in self.gate.values())
@@ -437,14 +459,18 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
              split_column: str | None = None, train_value=None, group=None, noise: str | None = None,
              mapping=None, prob=(0.5, 0.9), chains: int = 4, warmup: int = 1000, draws: int = 1000,
              seed: int = 0, target_accept: float = 0.8, progress: bool = False, law_check: bool = False,
-             calibrate: bool = False) -> Backtest:
+             calibrate: bool = False, batch: bool | None = None) -> Backtest:
     """Fit each law on the runs not held out, predict the held-out runs (module docstring).
 
     ``runs``: DataFrame or CSV path; ``laws``: a name, a Law or a list;
     ``mapping`` renames columns (``{"x": "Seen Examples", "loss": "Loss"}``);
     ``group``: column(s) whose groups (learning curves) are backtested
     separately (a group whose split leaves too few runs is skipped, with a
-    note).  Sampler settings apply to every fit.  ``law_check``: also
+    note); each law's fits of all the groups run in one batch
+    (:func:`bayescale.fit_many`: lockstep HMC, a NUTS refit for any that
+    fails the gate; group ``j`` in order gets the seed ``group_seed(seed, j)``)
+    unless ``batch=False`` (NUTS, ``fit``, for every group; ``batch=None``, the
+    default, batches when there are groups).  Sampler settings apply to every fit.  ``law_check``: also
     backtest the other built-in laws the runs allow (same split and
     settings; :mod:`bayescale.evidence.lawcheck`), add them to the tables
     (summary column ``named`` False) and say in ``law_check`` whether one
@@ -460,13 +486,15 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
         return backtest_with_law_check(runs, laws, dict(
             holdout=holdout, holdout_top=holdout_top, by=by, split_column=split_column, train_value=train_value,
             group=group, noise=noise, mapping=mapping, prob=prob, chains=chains, warmup=warmup, draws=draws,
-            seed=seed, target_accept=target_accept, progress=progress, calibrate=calibrate))
+            seed=seed, target_accept=target_accept, progress=progress, calibrate=calibrate, batch=batch))
     t0 = time.perf_counter()
     laws = _laws(laws)
     probs = _probs(prob)
     raw, frame, _ = _frames(runs, mapping)
     settings = _settings(chains, warmup, draws, seed, target_accept, progress)
-    runner = _Runner(laws, noise, probs, settings, calibrate=calibrate)
+    # every group's fits of a law in one batch (fit_many); a single split stays a NUTS fit
+    runner = _Runner(laws, noise, probs, settings, calibrate=calibrate,
+                     batch=group is not None if batch is None else bool(batch))
     description = None
     groups = _groups(raw, frame, group)
     for label, graw, gframe in groups:
@@ -482,7 +510,7 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
             if label is None:
                 raise
             runner.notes.append(f"group {label!r} skipped: {exc}")
-    if not runner.rows:
+    if not runner.jobs:
         raise DataError("no group could be backtested: " + "; ".join(runner.notes[:3]))
     if group is not None:
         if holdout_top is not None:  # the threshold differs between groups
@@ -540,7 +568,7 @@ def rollout(runs, laws, *, by: str = "C", k: int = 3, start: float = 0.5, thresh
             continue
         desc = f"{by} >= {lo:.4g} (window {j})"
         runner.run(prepared, train, test, desc, {"window": j, "threshold": lo})
-    if not runner.rows:
+    if not runner.jobs:
         raise DataError(f"rollout by {by!r}: every band is empty for thresholds {thresholds}")
     desc = f"expanding window by {by}: fit on {by} < t, predict the next band, t in " + \
            ", ".join(f"{t:.4g}" for t in thresholds)

@@ -265,6 +265,13 @@ def test_group_backtest_pools_curves_and_skips_tiny_groups():
     assert bt.holdout == "top 25% of runs by x in each group of curve"
     assert bt.summary.loc["power_law_constant", "median_are"] < 0.05
     assert bt.timings["fits"] == 2
+    # the groups' fits of a law run in one batch (fit_many); a fit that failed its gate is refitted by NUTS
+    from bayescale.inference.many import group_seed
+
+    for f in bt.fits:
+        first = (f.settings["retried"] or {}).get("first_attempt", {}).get("sampler", f.settings["sampler"])
+        assert first == "bayescale.inference.lockstep"
+    assert [f.settings["seed"] for f in bt.fits] == [group_seed(0, 0), group_seed(0, 1)]
 
 
 def test_rollout_expanding_windows():

@@ -116,7 +116,7 @@ def rollout_compute(runs, laws, factor=4.0, *, run: str | None = None, noise: st
             runner.run(prepared, train, test, desc, {"window": j, "factor": f})
         except DataError as exc:
             runner.notes.append(f"factor {f:g} skipped: {exc}")
-    if not runner.rows:
+    if not runner.jobs:
         raise DataError("compute rollout: no factor left enough runs to fit below the cut: "
                         + "; ".join(runner.notes[:3]))
     what = "each truncated run's final checkpoint" if run is not None else "the runs above the cut"

@@ -316,11 +316,20 @@ def gate_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def diagnose_many(posteriors: list, sample_stats: list, var_names, max_tree_depth: int,
                   noise: str | None = None) -> list:
-    """:func:`diagnose` of many fits with draws of one shape (the gate's statistics vectorised over fits)."""
+    """:func:`diagnose` of many fits (the gate's statistics vectorised over the fits whose draws have one shape)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     names = list(var_names)
+    shapes = [np.shape(p[names[0]]) for p in posteriors]
+    if len(set(shapes)) > 1:                    # e.g. a NUTS refit with more draws among a batch's fits
+        out = [None] * len(posteriors)
+        for shape in dict.fromkeys(shapes):
+            idx = [i for i, sh in enumerate(shapes) if sh == shape]
+            for i, d in zip(idx, diagnose_many([posteriors[i] for i in idx], [sample_stats[i] for i in idx], names,
+                                               max_tree_depth, noise)):
+                out[i] = d
+        return out
     stacked = {n: np.stack([np.asarray(p[n], float) for p in posteriors]) for n in names}
     # numpy's sorts and FFTs release the GIL: the parameters in threads, one per core
     with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:

@@ -189,6 +189,24 @@ def test_fitset_file_round_trip_and_export(small_set, tmp_path):
     assert np.array_equal(one.samples.posterior["alpha"], fs["c2"].samples.posterior["alpha"])
 
 
+def test_a_set_with_fits_of_different_lengths_round_trips(small_set, tmp_path):
+    """A NUTS refit has more draws than the batch's fits: the file pads them and restores each fit's own."""
+    from dataclasses import replace
+
+    _, fs = small_set
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        longer = bayescale.fit_many(curves(5, bad=(1,)), "power_law_constant", by="curve",
+                                    **{**SMALL, "draws": 200})
+    mixed = replace(fs, fits={**fs.fits, "c2": longer["c2"]})
+    back = load_fitset(mixed.save(tmp_path / "mixed.nc"))
+    assert back["c2"].samples.posterior["E"].shape == (2, 200) and back["c0"].samples.posterior["E"].shape == (2, 150)
+    for key in mixed:
+        assert np.array_equal(back[key].samples.posterior["alpha"], mixed[key].samples.posterior["alpha"])
+        assert back[key].samples.sample_stats["diverging"].dtype == bool
+        assert back[key].diagnostics == mixed[key].diagnostics
+
+
 def test_cli_fit_by_writes_a_fit_set(small_set, tmp_path, capsys):
     import json
 

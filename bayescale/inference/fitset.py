@@ -140,12 +140,15 @@ class FitSet(Mapping):
         data = {}
         if fits:
             names = list(self.law.reported_names) + ["sigma"]
+            # a fit refitted by NUTS after a failed gate has more draws than the batch's: pad with NaN, keep the count
+            chains = max(f.samples.posterior[names[0]].shape[0] for f in fits)
+            draws = max(f.samples.posterior[names[0]].shape[1] for f in fits)
             for name in names:
-                data[f"posterior__{name}"] = (("group", "chain", "draw"), np.stack([f.samples.posterior[name]
-                                                                                     for f in fits]))
+                data[f"posterior__{name}"] = (("group", "chain", "draw"),
+                                              _padded([f.samples.posterior[name] for f in fits], chains, draws))
             for name in fits[0].samples.sample_stats:
-                data[f"stats__{name}"] = (("group", "chain", "draw"), np.stack([f.samples.sample_stats[name]
-                                                                                 for f in fits]))
+                data[f"stats__{name}"] = (("group", "chain", "draw"),
+                                          _padded([f.samples.sample_stats[name] for f in fits], chains, draws))
             width = max(len(f.runs) for f in fits)
             columns = list(fits[0].runs.inputs) + [fits[0].runs.response]
             for col in columns:
@@ -159,6 +162,8 @@ class FitSet(Mapping):
                 "errors": [[_encode_key(k), v] for k, v in self.errors.items()],
                 "notes": [[_encode_key(k), list(v)] for k, v in self.notes.items()],
                 "fits": [{"key": _encode_key(k), "runs": len(f.runs), "refs": f.refs, "settings": f.settings,
+                          "shape": list(f.samples.posterior[names[0]].shape),
+                          "stat_dtypes": {k2: str(np.asarray(v).dtype) for k2, v in f.samples.sample_stats.items()},
                           "timings": f.timings, "versions": f.versions, "runs_source": f.runs.source,
                           "derived": list(f.runs.derived), "inputs": list(f.runs.inputs),
                           "response": f.runs.response} for k, f in zip(keys, fits)]}
@@ -191,6 +196,15 @@ class FitSet(Mapping):
             self.fits[key].save(folder / f"{stem}.nc", force=True)
         self.summary().to_csv(folder / "summary.csv", index=False)
         return folder
+
+
+def _padded(arrays: list, chains: int, draws: int) -> np.ndarray:
+    """Arrays (chains, draws) of different sizes stacked as float (group, chains, draws), NaN-padded."""
+    out = np.full((len(arrays), chains, draws), np.nan)
+    for i, a in enumerate(arrays):
+        a = np.asarray(a, float)
+        out[i, :a.shape[0], :a.shape[1]] = a
+    return out
 
 
 def _slug(text: str) -> str:
@@ -242,8 +256,9 @@ def load_fitset(path) -> FitSet:
         table = pd.DataFrame({c: ds[f"runs__{c}"].values[i, :n] for c in info["inputs"] + [info["response"]]})
         runs = Runs(table=table, inputs=tuple(info["inputs"]), response=info["response"],
                     source=info["runs_source"], derived=tuple(info["derived"]))
-        posterior = {name: ds[f"posterior__{name}"].values[i] for name in names}
-        stats = {name: ds[f"stats__{name}"].values[i] for name in stat_names}
+        c, d = info["shape"]
+        posterior = {name: ds[f"posterior__{name}"].values[i, :c, :d] for name in names}
+        stats = {name: ds[f"stats__{name}"].values[i, :c, :d].astype(info["stat_dtypes"][name]) for name in stat_names}
         parts.append((info, runs, posterior, stats))
     verdicts = diagnose_many([p[2] for p in parts], [p[3] for p in parts], names,
                              meta["settings"].get("max_tree_depth", 10), meta["noise"]) if parts else []

@@ -82,6 +82,13 @@ The drift learned from two rollout windows does not carry to the third: T1a c90 
 0.22 / 0.33 (36) / 1.74% / -2.43, mean ARE 1.79% (was 1.81%), 10 of 12 fits failed the gate (was 12
 of 12; dense checkpoints of two runs, see README's known limits); calibrated (default) 1.52% / 0.64 /
 1.00 (36) / 15.47% / 1.29, mean ARE 1.79% (the calibration keeps the median; 78 min for both rows).
+
+2026-12-02, "calibrated: the law LOO prefers" (``--tasks T1a,T1b,T1c``, full settings): fit the task's law and
+every other built-in law the training rows allow, keep the one PSIS-LOO on the training rows clearly
+prefers (the memo's law-check rule), calibrate it as the default.  LOO keeps ``chinchilla`` in every split
+(``kaplan`` and ``overtraining`` behind it), so the row equals the default's: 0.83% / 0.25 / 0.92 (24) /
+3.38% / 2.10, 0.77% / 0.12 / 0.62 (48) / 1.87% / 1.87, 0.56% / 0.32 / 0.88 (180) / 2.06% / 2.49.  The law
+check's preference for ``overtraining`` on Epoch comes from its backtest, not from LOO on these rows.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ import numpy as np
 
 from dataclasses import replace
 
-from ..backtest import Backtest, _column, _frames, _laws, _prepare, _probs, _Runner, _settings
+from ..backtest import Backtest, _column, _frames, _laws, _prepare, _probs, _settings
+from .folds import _Runner
 from ..errors import BayescaleError, DataError
 from .structure import progress_column, structure_runs
 

@@ -288,10 +288,23 @@ def _ess_rows(x: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Problems per block in :func:`gate_statistics`: a block's arrays stay in the CPU's caches (measured on
+#: 1,000 problems x 4 chains x 1,000 draws: 3.9 s in one piece, 1.0 s in blocks of 8 to 128).
+_BLOCK = 32
+
+
 def gate_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rank R-hat, bulk ESS, tail ESS) of every problem's draws ``x`` (B, chains, draws) of one
-    parameter: :func:`rank_rhat`, :func:`ess_bulk` and :func:`ess_tail` for each problem, vectorised."""
+    parameter: :func:`rank_rhat`, :func:`ess_bulk` and :func:`ess_tail` for each problem, vectorised
+    over blocks of ``_BLOCK`` problems."""
     x = np.asarray(x, float)
+    if len(x) > _BLOCK:
+        parts = [_gate_block(x[i:i + _BLOCK]) for i in range(0, len(x), _BLOCK)]
+        return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+    return _gate_block(x)
+
+
+def _gate_block(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     finite = np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)
     if not finite.all():        # NaN's rank is numpy's choice: the one-problem functions decide
         out = tuple(np.empty(len(x)) for _ in range(3))
@@ -299,7 +312,7 @@ def gate_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             with np.errstate(all="ignore"):
                 out[0][i], out[1][i], out[2][i] = rank_rhat(x[i]), ess_bulk(x[i]), ess_tail(x[i])
         if finite.any():
-            for o, v in zip(out, gate_statistics(x[finite])):
+            for o, v in zip(out, _gate_block(x[finite])):
                 o[finite] = v
         return out
     s = _split_rows(x)
@@ -316,7 +329,8 @@ def gate_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def diagnose_many(posteriors: list, sample_stats: list, var_names, max_tree_depth: int,
                   noise: str | None = None) -> list:
-    """:func:`diagnose` of many fits (the gate's statistics vectorised over the fits whose draws have one shape)."""
+    """:func:`diagnose` of many fits (the gate's statistics vectorised over blocks of fits whose draws have
+    one shape)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -330,15 +344,27 @@ def diagnose_many(posteriors: list, sample_stats: list, var_names, max_tree_dept
                                                max_tree_depth, noise)):
                 out[i] = d
         return out
-    stacked = {n: np.stack([np.asarray(p[n], float) for p in posteriors]) for n in names}
-    # numpy's sorts and FFTs release the GIL: the parameters in threads, one per core
-    with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
-        values = dict(zip(names, pool.map(gate_statistics, [stacked[n] for n in names])))
-    single = stacked[names[0]].shape[2] <= 1
+    def block(start):
+        """The gate's statistics of fits start .. start + _BLOCK, and their chains that never moved."""
+        part = posteriors[start:start + _BLOCK]
+        stats, frozen = {}, None
+        for n in names:
+            x = np.stack([np.asarray(p[n], float) for p in part])
+            stats[n] = _gate_block(x)
+            still = np.ptp(x, axis=2) == 0
+            frozen = still if frozen is None else frozen | still
+        return stats, frozen
+
+    # numpy's sorts and FFTs release the GIL: blocks of fits in threads, one per core; a block's arrays
+    # are stacked in its thread, small enough to stay in the caches
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+        blocks = list(pool.map(block, range(0, len(posteriors), _BLOCK)))
+    values = {n: tuple(np.concatenate([b[0][n][j] for b in blocks]) for j in range(3)) for n in names}
+    frozen = np.concatenate([b[1] for b in blocks])
+    single = np.shape(posteriors[0][names[0]])[-1] <= 1
     out = []
     for i, stats in enumerate(sample_stats):
-        stuck = [] if single else sorted({int(c) for n in names
-                                          for c in np.flatnonzero(np.ptp(stacked[n][i], axis=1) == 0)})
+        stuck = [] if single else [int(c) for c in np.flatnonzero(frozen[i])]
         out.append(verdict({n: float(values[n][0][i]) for n in names}, {n: float(values[n][1][i]) for n in names},
                            {n: float(values[n][2][i]) for n in names}, stuck, stats, max_tree_depth, noise))
     return out

@@ -21,6 +21,7 @@ import pytest
 from conftest import check_correlated_gaussian, check_gamma_quantiles
 
 import bayescale
+from bayescale import diagnostics
 from bayescale.diagnostics import ess_bulk, ess_tail, gate_statistics, rank_rhat
 from bayescale.errors import BayescaleError, DataError, FitFileError
 from bayescale.inference.fitset import load_fitset
@@ -83,6 +84,10 @@ def test_gate_statistics_equal_the_single_fit_functions():
     with np.errstate(all="ignore"):
         one = np.array([[rank_rhat(xi), ess_bulk(xi), ess_tail(xi)] for xi in x])
     assert np.allclose(np.c_[r, b, t], one, rtol=1e-10, equal_nan=True)
+    # more problems than a block (the statistics are computed block by block): the same values
+    many = np.concatenate([x] * 9)                      # 72 problems: blocks of 32, 32 and 8
+    assert len(many) > 2 * diagnostics._BLOCK
+    assert np.allclose(np.c_[gate_statistics(many)], np.tile(one, (9, 1)), rtol=1e-10, equal_nan=True)
 
 
 def test_lockstep_kernel_on_a_correlated_badly_scaled_gaussian():

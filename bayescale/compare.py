@@ -22,7 +22,8 @@ influential run: an outlier, or an extreme run that pins an exponent).  With
 few such runs (``reloo``, on by default for at most 5 per fit) each is
 replaced by an *exact* leave-one-out value: the law is refitted without run
 ``i`` (smaller sampler settings) and ``log mean_s p(y_i | theta_s)`` is
-computed with the noise model's density.
+computed with the noise model's density.  A fit's refits run as one batch
+(:func:`bayescale.fit_many`) when there are two or more.
 
 Every noise model's likelihood is a density of the raw response (the
 log-space models carry the Jacobian ``-log y``, see :mod:`bayescale.noise`),
@@ -227,22 +228,53 @@ def lpd(logp: np.ndarray) -> np.ndarray:
     return logsumexp(logp, axis=0) - np.log(logp.shape[0])
 
 
+def _reloo_settings(fit: Fit, settings: dict | None) -> dict:
+    return {**RELOO_SETTINGS, "seed": int(fit.settings.get("seed", 0)),
+            "target_accept": fit.settings.get("target_accept", 0.8),
+            "dense_mass": fit.settings.get("dense_mass", True), **(settings or {})}
+
+
+def _held_out_lpd(fit: Fit, refit: Fit, run: int) -> float:
+    held = fit.runs.table.iloc[[run]]
+    logp = log_density(refit, {k: held[k].to_numpy(float) for k in fit.law.input_names},
+                       held[fit.runs.response].to_numpy(float))
+    return float(lpd(logp)[0])
+
+
 def exact_loo(fit: Fit, run: int, settings: dict | None = None) -> tuple[float, list[str]]:
-    """Exact ``log p(y_i | y_-i)`` for one run: refit without it, score it.  Returns (value, problems)."""
+    """Exact ``log p(y_i | y_-i)`` for one run: refit without it (NUTS, :func:`bayescale.fit`, with the
+    fit's seed), score it.  Returns (value, problems)."""
     from .fitting import fit as fit_law
 
-    settings = {**RELOO_SETTINGS, "seed": int(fit.settings.get("seed", 0)),
-                "target_accept": fit.settings.get("target_accept", 0.8),
-                "dense_mass": fit.settings.get("dense_mass", True), **(settings or {})}
     table = fit.runs.table
     rest = table.drop(index=table.index[run]).reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        refit = fit_law(rest, law=fit.law, noise=fit.noise, progress=False, **settings)
-    held = table.iloc[[run]]
-    logp = log_density(refit, {k: held[k].to_numpy(float) for k in fit.law.input_names},
-                       held[fit.runs.response].to_numpy(float))
-    return float(lpd(logp)[0]), list(refit.diagnostics.problems)
+        refit = fit_law(rest, law=fit.law, noise=fit.noise, progress=False, **_reloo_settings(fit, settings))
+    return _held_out_lpd(fit, refit, run), list(refit.diagnostics.problems)
+
+
+def exact_loo_many(fit: Fit, runs, settings: dict | None = None) -> list[tuple[float, list[str]]]:
+    """:func:`exact_loo` of each of ``runs``; two or more refits run as one batch
+    (:func:`bayescale.fit_many`: refit ``i`` gets the seed ``group_seed(seed, i)``, a refit that fails the
+    gate is redone by NUTS), a single one by :func:`exact_loo`."""
+    import inspect
+
+    from .inference.many import fit_many
+
+    runs = [int(i) for i in runs]
+    batchable = set(settings or {}) <= set(inspect.signature(fit_many).parameters)
+    if len(runs) < 2 or not batchable:          # a NUTS-only setting (max_tree_depth, ...): NUTS refits
+        return [exact_loo(fit, i, settings) for i in runs]
+
+    table = fit.runs.table
+    rests = {i: table.drop(index=table.index[i]).reset_index(drop=True) for i in runs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refits = fit_many(rests, law=fit.law, noise=fit.noise, progress=False, **_reloo_settings(fit, settings))
+    if refits.errors:
+        raise DataError("exact leave-one-out: " + "; ".join(f"leaving out run {i}: {e}" for i, e in refits.errors.items()))
+    return [(_held_out_lpd(fit, refits[i], i), list(refits[i].diagnostics.problems)) for i in runs]
 
 
 # --------------------------------------------------------------------------- compare
@@ -329,8 +361,8 @@ def compare(fits, *, names=None, reloo: bool | None = None, k_threshold: float =
         if do_refit:
             t1 = time.perf_counter()
             failed = []
-            for i in bad:
-                loo_i[i], problems = exact_loo(f, int(i), reloo_settings)
+            for i, (value, problems) in zip(bad, exact_loo_many(f, bad, reloo_settings)):
+                loo_i[i] = value
                 if problems:
                     failed.append(int(i))
             t_refit += time.perf_counter() - t1

@@ -379,3 +379,38 @@ def test_student_t_log_vs_normal_raw_on_epoch_data(epoch_runs, epoch_fit):
     assert c.best == "chinchilla/student_t_log"
     assert -c.table["elpd_diff"].iloc[1] > 2 * c.table["dse"].iloc[1]
     print(c)
+
+
+def test_several_exact_loo_refits_run_as_one_batch_and_agree_with_nuts_refits(fits):
+    """Three bad runs: their refits are one fit_many batch (lockstep HMC); each exact value agrees with
+    the NUTS refit of the same run within Monte Carlo error, and with PSIS where PSIS is fine."""
+    from bayescale.compare import RELOO_SETTINGS, exact_loo_many, log_density, lpd
+
+    a = fits[0]
+    k = azstats.loo(a.idata)["pareto_k"]
+    bad = [int(i) for i in np.argsort(k)[-3:]]
+    plain = compare([a, fits[1]], reloo=False)
+    c = compare([a, fits[1]], reloo=True, k_threshold=float(np.sort(k)[-3]) - 1e-9)
+    assert set(c.refitted["power_law_constant"]) == set(bad)
+    values = dict(zip(bad, exact_loo_many(a, bad)))
+    table = a.runs.table
+    rests = {i: table.drop(index=i).reset_index(drop=True) for i in bad}
+    settings = {**RELOO_SETTINGS, "seed": a.settings["seed"], "progress": False}
+    batch = bayescale.fit_many(rests, law=a.law, **settings)           # what exact_loo_many runs
+    for i in bad:
+        held = table.iloc[[i]]
+        x, y = {"x": held["x"].to_numpy(float)}, held["loss"].to_numpy(float)
+        logp_batch = log_density(batch[i], x, y)[:, 0]
+        assert c.pointwise["power_law_constant"][i] == values[i][0] == pytest.approx(float(lpd(logp_batch[:, None])[0]))
+        nuts = bayescale.fit(rests[i], law=a.law, **settings)
+        logp_nuts = log_density(nuts, x, y)[:, 0]
+
+        def se(logp):     # delta-method error of log mean exp, draws counted as half as many (autocorrelation)
+            w = np.exp(logp - logp.max())
+            return float(w.std() / w.mean() / np.sqrt(len(w) / 2))
+
+        bound = 4 * np.hypot(se(logp_batch), se(logp_nuts))
+        assert abs(values[i][0] - float(lpd(logp_nuts[:, None])[0])) < bound
+        assert abs(values[i][0] - plain.pointwise["power_law_constant"][i]) < 0.5
+    with pytest.raises(TypeError):       # a setting neither sampler knows is still refused
+        exact_loo_many(a, bad, {"bogus": 1})

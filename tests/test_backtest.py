@@ -269,8 +269,7 @@ def test_group_backtest_pools_curves_and_skips_tiny_groups():
     from bayescale.inference.many import group_seed
 
     for f in bt.fits:
-        first = (f.settings["retried"] or {}).get("first_attempt", {}).get("sampler", f.settings["sampler"])
-        assert first == "bayescale.inference.lockstep"
+        assert _first_sampler(f) == "bayescale.inference.lockstep"
     assert [f.settings["seed"] for f in bt.fits] == [group_seed(0, 0), group_seed(0, 1)]
 
 
@@ -288,6 +287,16 @@ def test_rollout_expanding_windows():
     assert bt.summary.loc["power_law_constant", "fits"] == 2
     assert bt.holdout.startswith("expanding window by x")
     assert bt.summary.loc["power_law_constant", "median_are"] < 0.05
+    # the windows were one batch (the default); by NUTS the scores agree within Monte Carlo error
+    assert {_first_sampler(f) for f in bt.fits} == {"bayescale.inference.lockstep"}
+    nuts = rollout(frame, "power_law_constant", by="x", k=2, start=0.5, seed=0, batch=False, **SMALL)
+    assert {_first_sampler(f) for f in nuts.fits} == {"bayescale.nuts"}
+    np.testing.assert_allclose(nuts.table["predicted"], t["predicted"], rtol=0.01)
+    assert nuts.table["hit_90"].tolist() == t["hit_90"].tolist()
+
+
+def _first_sampler(fit) -> str:
+    return (fit.settings["retried"] or {}).get("first_attempt", {}).get("sampler", fit.settings["sampler"])
 
 
 # --------------------------------------------------------------------------- slow: the revisiting benchmark script

@@ -459,7 +459,7 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
         roll = rollout_compute(table, fit.law, factors, run=run, noise=fit.noise,
                                chains=chains or s.get("chains", 4), warmup=warmup or s.get("warmup", 1000),
                                draws=draws or s.get("draws", 1000), seed=s.get("seed", 0),
-                               target_accept=s.get("target_accept", 0.8), progress=progress)
+                               target_accept=s.get("target_accept", 0.8), progress=progress, batch=False)
     what = f"{fit.structure.n_runs} runs" if run else f"{len(table)} runs"
     source = (f"compute rollout on the fit's {len(table)} rows ({what}), F = "
               + ", ".join(f"{f:g}" for f in sorted(set(np.atleast_1d(factors).tolist()))))

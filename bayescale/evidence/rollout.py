@@ -33,7 +33,7 @@ import numpy as np
 
 from dataclasses import replace
 
-from ..backtest import Backtest, _column, _frames, _laws, _prepare, _probs, _settings
+from ..backtest import ROLLOUT_BATCH_DEFAULT, Backtest, _column, _frames, _laws, _prepare, _probs, _settings
 from .folds import _Runner
 from ..errors import BayescaleError, DataError
 from .structure import progress_column, structure_runs
@@ -82,11 +82,12 @@ def compute_cut(compute: np.ndarray, factor: float, run_ids=None, progress=None)
 
 def rollout_compute(runs, laws, factor=4.0, *, run: str | None = None, noise: str | None = None, mapping=None,
                     prob=(0.5, 0.9), chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
-                    target_accept: float = 0.8, progress: bool = False) -> Backtest:
+                    target_accept: float = 0.8, progress: bool = False, batch: bool | None = None) -> Backtest:
     """Compute-rollout backtest: fit ``C < C_max / F``, score each truncated run's final loss.
 
     ``factor``: F, or a list of factors (one fit per factor and law).
     ``run``: the column naming each row's training run (checkpoint data).
+    ``batch``: as :func:`bayescale.backtest.rollout` (each law's factors in one batch).
     Other arguments as :func:`bayescale.backtest`.
     """
     t0 = time.perf_counter()
@@ -105,7 +106,8 @@ def rollout_compute(runs, laws, factor=4.0, *, run: str | None = None, noise: st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = _prepare(laws, frame, noise)
-    runner = _Runner(laws, noise, probs, _settings(chains, warmup, draws, seed, target_accept, progress))
+    runner = _Runner(laws, noise, probs, _settings(chains, warmup, draws, seed, target_accept, progress),
+                     batch=ROLLOUT_BATCH_DEFAULT if batch is None else bool(batch))
     for j, f in enumerate(factors):
         train, test = compute_cut(compute, f, run_ids, order)
         cut = compute.max() / f

@@ -154,25 +154,47 @@ def test_fit_many_fits_every_valid_group_and_reports_the_bad_one(small_set):
 
 
 def test_a_failed_fit_is_refitted_by_nuts_with_the_settings_its_failure_calls_for():
-    """300 draws cannot give an ESS of 400: the gate fails, and each fit is redone once by NUTS (fit) with twice
-    the warm-up, four times the draws and target acceptance 0.95 (retry_settings), its own seed."""
+    """300 draws cannot give an ESS of 400: the gate fails at the first attempt and at the batched retry (3x the
+    steps, the same draws), and each fit is redone once by NUTS (fit) with twice the warm-up, four times the
+    draws and target acceptance 0.95 (retry_settings), its own seed."""
     table = curves(2)
-    with pytest.warns(bayescale.FitRetried, match="2 of 2 fits"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", bayescale.ConvergenceWarning)     # the second attempt's verdict is not tested
+    with pytest.warns(bayescale.FitRetried, match="2 of 2 fits.*3x the leapfrog steps; 2 that still failed"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayescale.ConvergenceWarning)     # the last attempt's verdict is not tested
         fs = bayescale.fit_many(table, "power_law_constant", by="curve", **{**SMALL, "retry": True})
     for key in fs:
         f = fs[key]
         r = f.settings["retried"]
         assert r["changed"] == {"warmup": 300, "draws": 600, "target_accept": 0.95, "sampler": "bayescale.nuts"}
-        assert r["first_attempt"]["sampler"] == "bayescale.inference.lockstep"
+        assert r["first_attempt"]["sampler"] == "bayescale.inference.lockstep" and r["first_attempt"]["steps"] == 8
         assert any("effective sample size" in p for p in r["first_problems"])
+        assert r["batched_retry"]["steps"] == 24
+        assert any("effective sample size" in p for p in r["batched_retry"]["problems"])
         assert f.samples.posterior["E"].shape == (2, 600) and f.settings["sampler"] == "bayescale.nuts"
         assert f.settings["seed"] == group_seed(0, key)
     assert fs.summary()["retried"].tolist() == [True, True] and fs.timings["retried"] == 2
+    assert fs.timings["batch_retried"] == 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         once = bayescale.fit_many(table, "power_law_constant", by="curve", **SMALL)
     assert all(once[k].settings["retried"] is None and once[k].settings["retry"] is False for k in once)
+
+
+def test_a_fit_whose_trajectories_are_too_short_passes_the_batched_retry():
+    """One leapfrog step per iteration mixes too slowly (the gate fails on R-hat and ESS); the batched retry
+    with 3 steps passes, stays on the batch sampler, keeps the group's seed and records the first attempt."""
+    table = curves(2)
+    with pytest.warns(bayescale.FitRetried, match="2 of 2 fits.*; 0 that still failed.*2 of 2 then passed"):
+        fs = bayescale.fit_many(table, "power_law_constant", by="curve", chains=2, warmup=300, draws=1000, steps=1,
+                                progress=False)
+    for key in fs:
+        f = fs[key]
+        assert f.diagnostics.passed and f.settings["sampler"] == "bayescale.inference.lockstep"
+        assert f.settings["steps"] == 3 and f.settings["seed"] == group_seed(0, key)
+        r = f.settings["retried"]
+        assert r["first_attempt"] == {"steps": 1, "sampler": "bayescale.inference.lockstep"}
+        assert r["changed"] == {"steps": 3} and any("R-hat" in p for p in r["first_problems"])
+    assert fs.timings["batch_retried"] == 2 and fs.timings["retried"] == 0
 
 
 def test_fitset_file_round_trip_and_export(small_set, tmp_path):

@@ -273,7 +273,8 @@ def exact_loo_many(fit: Fit, runs, settings: dict | None = None) -> list[tuple[f
         warnings.simplefilter("ignore")
         refits = fit_many(rests, law=fit.law, noise=fit.noise, progress=False, **_reloo_settings(fit, settings))
     if refits.errors:
-        raise DataError("exact leave-one-out: " + "; ".join(f"leaving out run {i}: {e}" for i, e in refits.errors.items()))
+        raise DataError("exact leave-one-out: "
+                        + "; ".join(f"leaving out run {i}: {e}" for i, e in refits.errors.items()))
     return [(_held_out_lpd(fit, refits[i], i), list(refits[i].diagnostics.problems)) for i in runs]
 
 

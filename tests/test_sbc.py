@@ -79,6 +79,16 @@ def test_sbc_harness_runs_and_ranks_are_in_range():
     assert "SBC of power_law" in str(r)
 
 
+def test_sbc_says_how_a_batch_sbc_retried():
+    from bayescale.inference.sbc import SBC
+
+    lock, nuts = "bayescale.inference.lockstep", "bayescale.nuts"
+    t = pd.DataFrame({"passed": [True] * 4, "first_passed": [True, False, False, True], "rank_a": [1, 2, 3, 4],
+                      "sampler": [lock, lock, nuts, lock]})
+    assert "retried 2: 1 in the batch (3x steps), 1 by NUTS" in str(SBC("x", "n", 99, t, ("a",), ()))
+    assert "retried" not in str(SBC("x", "n", 99, t.assign(sampler=nuts), ("a",), ()))      # a NUTS SBC
+
+
 def test_sbc_failures_name_each_criterion_that_fails():
     from bayescale.inference.sbc import SBC
 

@@ -52,7 +52,7 @@ from .fitset import FitSet, key_label
 
 __all__ = ["fit_many", "group_seed", "split_groups"]
 
-#: Mean leapfrog steps per iteration of the batch sampler (NUTS's tree depth 3; a batched retry takes RETRY_STEPS times it).
+#: Mean leapfrog steps per iteration of the batch sampler (NUTS's tree depth 3; a batched retry: RETRY_STEPS x it).
 DEFAULT_STEPS = 8
 
 

@@ -110,7 +110,8 @@ class SBC:
     law: str
     noise: str
     thin: int
-    table: pd.DataFrame          # rep, passed, first_passed, seconds, ess_bulk_per_s, problems, first_problems, rank_<p>, true_<p>
+    table: pd.DataFrame          # rep, passed, first_passed, sampler, seconds, ess_bulk_per_s, problems, first_problems,
+    #                              rank_<p>, true_<p>
     params: tuple[str, ...]
     problems: tuple[str, ...]    # per failed replication: its gate problems
 
@@ -123,6 +124,15 @@ class SBC:
     def first_pass_rate(self) -> float:
         """Share of replications whose first attempt passed the gate."""
         return float(self.table["first_passed"].mean())
+
+    def retries(self) -> str:
+        """For a batch SBC: how many replications the batched retry settled and how many NUTS refitted."""
+        t = self.table
+        if "sampler" not in t or not (t["sampler"] == "bayescale.inference.lockstep").any():
+            return ""
+        again = ~t["first_passed"]
+        nuts = int((again & (t["sampler"] == "bayescale.nuts")).sum())
+        return f"; retried {int(again.sum())}: {int(again.sum()) - nuts} in the batch (3x steps), {nuts} by NUTS"
 
     def p_values(self, bins: int = 10) -> dict:
         return {p: rank_uniformity(self.table[f"rank_{p}"], self.thin, bins) for p in self.params}
@@ -154,8 +164,8 @@ class SBC:
     def __str__(self) -> str:
         pv, out = self.p_values(), self.outside()
         lines = [f"SBC of {self.law} ({self.noise}): {len(self.table)} replications, "
-                 f"gate pass rate {self.pass_rate:.3f} (first attempt {self.first_pass_rate:.3f}), expected beyond all draws per side "
-                 f"{self.expected_outside():.1f}"]
+                 f"gate pass rate {self.pass_rate:.3f} (first attempt {self.first_pass_rate:.3f}{self.retries()}), "
+                 f"expected beyond all draws per side {self.expected_outside():.1f}"]
         lines += [f"  {p:<10} rank p = {pv[p]:.3f}   below/above all draws {out[p][0]}/{out[p][1]}"
                   for p in self.params]
         return "\n".join(lines)
@@ -229,6 +239,7 @@ def sbc(law, design: pd.DataFrame, *, reps: int = 100, seed: int = 0, loss_ref: 
             f = fits[r]
         retried = f.settings.get("retried")
         row = {"rep": r, "passed": f.diagnostics.passed, "first_passed": retried is None,
+               "sampler": f.settings["sampler"],
                "seconds": seconds[r],
                "ess_bulk_per_s": f.timings.get("ess_bulk_per_s", math.nan),
                "problems": "; ".join(f.diagnostics.problems),

@@ -171,7 +171,8 @@ def main(argv=None) -> int:
     batch_s = time.perf_counter() - t
     print(f"  fit_many, one call: {batch_s:.1f} s, {batch_s / n_curves:.3f} s per curve (compile "
           f"{fs.timings['compile_s']:.1f} s, sampling {fs.timings['sampling_s']:.1f} s, "
-          f"{fs.timings['retried']} retried), gate passed {fs.passed}/{len(fs)}, not fitted {len(fs.errors)}; "
+          f"{fs.timings.get('batch_retried', 0)} sampled again in the batch, {fs.timings['retried']} refitted by "
+          f"NUTS), gate passed {fs.passed}/{len(fs)}, not fitted {len(fs.errors)}; "
           f"{loop['total_s'] / batch_s:.1f}x the loop's speed")
     report["revisiting"] = {"curves": n_curves, "lockstep": {str(k): v for k, v in eff.items()},
                             "loop_s": loop["total_s"], "loop_passed": loop_pass, "batch_s": batch_s,
@@ -188,7 +189,8 @@ def main(argv=None) -> int:
             print(f"  {n:5d} problems, first process (compiling): {runs['cold']['process_s']:.1f} s whole process")
         print(f"  {n:5d} problems: {r['process_s']:7.1f} s whole process, {r['process_s'] / n:.4f} s per fit "
               f"(compile {r['timings']['compile_s']:.1f} s, sampling {r['timings']['sampling_s']:.1f} s, "
-              f"post-processing {r['timings']['postprocess_s']:.1f} s, {r['timings']['retried']} retried), "
+              f"post-processing {r['timings']['postprocess_s']:.1f} s, {r['timings'].get('batch_retried', 0)} sampled "
+              f"again in the batch, {r['timings']['retried']} refitted by NUTS), "
               f"peak memory {r['peak_rss_mb']:.0f} MB, gate passed {r['passed']}/{r['fitted']}", flush=True)
     report["scaling"] = runs
 

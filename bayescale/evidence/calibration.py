@@ -419,7 +419,8 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
     """Run a compute rollout on ``fit``'s own rows and return the fit with its calibration attached.
 
     The rollout refits the law (same noise model, seed and, unless given,
-    sampler settings) on ``C < C_max / F`` for each factor; with a run column
+    sampler settings) on ``C < C_max / F`` for each factor (the factors' fits in one
+    :func:`bayescale.fit_many` batch when there are two or more); with a run column
     recorded in ``fit.structure`` it scores each truncated run's final
     checkpoint.  The returned fit is ``fit`` with ``calibration`` set.
 
@@ -459,7 +460,7 @@ def calibrate(fit, *, factors=DEFAULT_FACTORS, method: str = "discrepancy", prio
         roll = rollout_compute(table, fit.law, factors, run=run, noise=fit.noise,
                                chains=chains or s.get("chains", 4), warmup=warmup or s.get("warmup", 1000),
                                draws=draws or s.get("draws", 1000), seed=s.get("seed", 0),
-                               target_accept=s.get("target_accept", 0.8), progress=progress, batch=False)
+                               target_accept=s.get("target_accept", 0.8), progress=progress)
     what = f"{fit.structure.n_runs} runs" if run else f"{len(table)} runs"
     source = (f"compute rollout on the fit's {len(table)} rows ({what}), F = "
               + ", ".join(f"{f:g}" for f in sorted(set(np.atleast_1d(factors).tolist()))))

@@ -89,6 +89,15 @@ prefers (the memo's law-check rule), calibrate it as the default.  LOO keeps ``c
 (``kaplan`` and ``overtraining`` behind it), so the row equals the default's: 0.83% / 0.25 / 0.92 (24) /
 3.38% / 2.10, 0.77% / 0.12 / 0.62 (48) / 1.87% / 1.87, 0.56% / 0.32 / 0.88 (180) / 2.06% / 2.49.  The law
 check's preference for ``overtraining`` on Epoch comes from its backtest, not from LOO on these rows.
+
+2026-12-02, later: ``calibrate``'s compute rollout now fits its factors in one ``fit_many`` batch
+(lockstep HMC) instead of one NUTS fit each.  The default calibrated row, batch against NUTS (the
+same main, ``bayescale.evidence.rollout.ROLLOUT_BATCH_DEFAULT`` set to False for the second): T1a
+0.83% / 0.25 / 0.92 (24) / 3.34% / 2.10 against the recorded 3.38% width (the rest equal); T1b
+0.77% / 0.12 / 0.62 (48) / 1.87% / 1.87, equal; T1c 0.56% / 0.32 / 0.88 (180) / 2.07% / 2.49 against
+2.06%; T4 0.50% / 0.53 / 0.89 (342) / 2.69% / 3.93 against 0.50% / 0.54 / 0.89 / 2.71% / 3.93; T2a
+0.61% / 1.00 / 1.00 (6) / 8.26% / 1.82 against 8.27%.  (T4's ARE is 0.50%, not the table's 0.42%:
+the table predates issue 9's cards.)
 """
 
 from __future__ import annotations

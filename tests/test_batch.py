@@ -180,13 +180,14 @@ def test_a_failed_fit_is_refitted_by_nuts_with_the_settings_its_failure_calls_fo
     assert all(once[k].settings["retried"] is None and once[k].settings["retry"] is False for k in once)
 
 
-def test_a_fit_whose_trajectories_are_too_short_passes_the_batched_retry():
+def test_a_fit_whose_trajectories_are_too_short_passes_the_batched_retry(capsys):
     """One leapfrog step per iteration mixes too slowly (the gate fails on R-hat and ESS); the batched retry
-    with 3 steps passes, stays on the batch sampler, keeps the group's seed and records the first attempt."""
+    with 3 steps passes, stays on the batch sampler, keeps the group's seed and records the first attempt;
+    the progress bar says so."""
     table = curves(2)
     with pytest.warns(bayescale.FitRetried, match="2 of 2 fits.*; 0 that still failed.*2 of 2 then passed"):
-        fs = bayescale.fit_many(table, "power_law_constant", by="curve", chains=2, warmup=300, draws=1000, steps=1,
-                                progress=False)
+        fs = bayescale.fit_many(table, "power_law_constant", by="curve", chains=2, warmup=300, draws=1000, steps=1)
+    assert "2 of 2 fits failed the gate: sampling them again in one batch with 3x" in capsys.readouterr().err
     for key in fs:
         f = fs[key]
         assert f.diagnostics.passed and f.settings["sampler"] == "bayescale.inference.lockstep"

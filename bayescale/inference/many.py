@@ -172,7 +172,7 @@ def fit_many(runs, law=None, *, by=None, formula=None, priors=None, card=None, n
     else:
         result = _fit_local(law, noise, groups, by_cols, mapping, settings, device, size, bar)
     if retry:
-        result = _retry_failed(_retry_batched(result, settings, device, size), settings)
+        result = _retry_failed(_retry_batched(result, settings, device, size, bar), settings, bar)
     else:
         result = replace(result, fits={k: replace(f, settings={**f.settings, "retry": False})
                                        for k, f in result.fits.items()})
@@ -286,7 +286,7 @@ _RUN_KEYS = ("chains", "warmup", "draws", "target_accept", "dense_mass", "steps"
 RETRY_STEPS = 3
 
 
-def _retry_batched(fitset: FitSet, settings: dict, device: str, size: int) -> FitSet:
+def _retry_batched(fitset: FitSet, settings: dict, device: str, size: int, bar=None) -> FitSet:
     """The fits that failed the gate sampled again, all in one batch, with ``RETRY_STEPS`` times the steps
     (the same seeds, padded size and gate); what still fails goes on to :func:`_retry_failed` (NUTS)."""
     from .batch import Problem
@@ -294,6 +294,9 @@ def _retry_batched(fitset: FitSet, settings: dict, device: str, size: int) -> Fi
     failed = [k for k, f in fitset.fits.items() if not f.diagnostics.passed]
     if not failed:
         return fitset
+    if bar is not None:
+        bar(0, f"{len(failed)} of {len(fitset.fits)} fits failed the gate: sampling them again in one batch with "
+               f"{RETRY_STEPS}x the leapfrog steps")
     t0 = time.perf_counter()
     items = []
     for key in failed:
@@ -313,7 +316,7 @@ def _retry_batched(fitset: FitSet, settings: dict, device: str, size: int) -> Fi
     return replace(fitset, fits={k: fits[k] for k in fitset.fits}, timings=timings)
 
 
-def _retry_failed(fitset: FitSet, settings: dict) -> FitSet:
+def _retry_failed(fitset: FitSet, settings: dict, bar=None) -> FitSet:
     """Every fit that failed the gate refitted once, by NUTS (:func:`bayescale.fit`), with the settings its
     failure calls for (:func:`bayescale.fitting.retry_settings`): NUTS adapts its trajectories to each
     posterior, which a hard one needs and a batch's shared step count cannot give."""
@@ -322,6 +325,8 @@ def _retry_failed(fitset: FitSet, settings: dict) -> FitSet:
     failed = [k for k, f in fitset.fits.items() if not f.diagnostics.passed]
     if not failed:
         return fitset
+    if bar is not None:
+        bar(0, f"{len(failed)} fits still fail the gate: refitting each by NUTS")
     fits, timings = dict(fitset.fits), dict(fitset.timings)
     t0 = time.perf_counter()
     nuts = ("chains", "warmup", "draws", "target_accept", "dense_mass", "max_tree_depth")

@@ -302,8 +302,9 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
     ``group``: column(s) whose groups (learning curves) are backtested
     separately (a group whose split leaves too few runs is skipped, with a
     note); each law's fits of all the groups run in one batch
-    (:func:`bayescale.fit_many`: lockstep HMC, a NUTS refit for any that
-    fails the gate; group ``j`` in order gets the seed ``group_seed(seed, j)``)
+    (:func:`bayescale.fit_many`: lockstep HMC; fits that fail the gate are
+    sampled again in the batch with 3x the steps, then refitted by NUTS if
+    they still fail; group ``j`` in order gets the seed ``group_seed(seed, j)``)
     unless ``batch=False`` (NUTS, ``fit``, for every group; ``batch=None``, the
     default, batches when there are groups).  Sampler settings apply to every fit.  ``law_check``: also
     backtest the other built-in laws the runs allow (same split and

@@ -173,6 +173,7 @@ def test_a_failed_fit_is_refitted_by_nuts_with_the_settings_its_failure_calls_fo
         assert f.samples.posterior["E"].shape == (2, 600) and f.settings["sampler"] == "bayescale.nuts"
         assert f.settings["seed"] == group_seed(0, key)
     assert fs.summary()["retried"].tolist() == [True, True] and fs.timings["retried"] == 2
+    assert fs.summary()["sampler"].tolist() == ["nuts", "nuts"]
     assert fs.timings["batch_retried"] == 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -196,6 +197,7 @@ def test_a_fit_whose_trajectories_are_too_short_passes_the_batched_retry(capsys)
         assert r["first_attempt"] == {"steps": 1, "sampler": "bayescale.inference.lockstep"}
         assert r["changed"] == {"steps": 3} and any("R-hat" in p for p in r["first_problems"])
     assert fs.timings["batch_retried"] == 2 and fs.timings["retried"] == 0
+    assert fs.summary()["sampler"].tolist() == ["batch", "batch"] and fs.summary()["retried"].all()
 
 
 def test_fitset_file_round_trip_and_export(small_set, tmp_path):

@@ -85,7 +85,9 @@ class FitSet(Mapping):
         """One row per group: status, runs, every parameter's median and central ``prob`` interval, diagnostics.
 
         ``status`` is ``"ok"`` (passed the gate), ``"failed gate"`` or ``"error"``
-        (not fitted; ``error`` says why).  Interval columns are ``<param>_lo`` and
+        (not fitted; ``error`` says why); ``retried``: the first attempt failed the gate; ``sampler``:
+        which made the draws kept, ``"batch"`` (the first attempt or the batched retry) or ``"nuts"``
+        (the refit of a fit that failed both).  Interval columns are ``<param>_lo`` and
         ``<param>_hi`` (quantiles ``(1 - prob) / 2`` and ``(1 + prob) / 2``).
         """
         lo, hi = (1 - prob) / 2, (1 + prob) / 2
@@ -99,7 +101,8 @@ class FitSet(Mapping):
                 f = self.fits[key]
                 d = f.diagnostics.as_dict()
                 row.update({"status": "ok" if f.diagnostics.passed else "failed gate", "runs": len(f.runs),
-                            "retried": bool(f.settings.get("retried"))})
+                            "retried": bool(f.settings.get("retried")),
+                            "sampler": "nuts" if f.settings.get("sampler") == "bayescale.nuts" else "batch"})
                 for name in names:
                     q = np.quantile(f.draws(name), [0.5, lo, hi])
                     row.update({name: q[0], f"{name}_lo": q[1], f"{name}_hi": q[2]})

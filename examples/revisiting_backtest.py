@@ -6,7 +6,9 @@ Every learning curve is one (Domain, Task, Model) group of the language file
 (``benchmark.lang.dedup.csv``: 20 curves, BIG-bench, LM and NMT); x is ``Seen
 Examples``, the response ``Loss``; the benchmark's own ``Training`` column
 says which points to fit on (1) and which to extrapolate (0).  Each law is
-fitted to each curve's training points by NUTS and scored on its held-out
+fitted to each curve's training points (all curves of a law in one
+``fit_many`` batch: lockstep HMC, fits that fail the gate sampled again in the
+batch, then by NUTS if they still fail) and scored on its held-out
 points: absolute relative error of the posterior predictive median, coverage
 of the 50% and 90% predictive intervals, log predictive density; plus the
 paper's metric, the RMSE of log loss over a curve's held-out points.
@@ -74,7 +76,8 @@ def main(argv=None) -> int:
     laws = [s.strip() for s in args.laws.split(",") if s.strip()]
     print(f"{path.name}: {len(keys)} curves, {len(frame)} points "
           f"({int(frame['Training'].sum())} to fit, {int((frame['Training'] == 0).sum())} held out); "
-          f"laws: {', '.join(laws)}; NUTS {args.chains} chains x ({args.warmup} + {args.draws})", flush=True)
+          f"laws: {', '.join(laws)}; {args.chains} chains x ({args.warmup} + {args.draws}), all curves of a law "
+          f"in one batch", flush=True)
 
     t0 = time.perf_counter()
     try:

@@ -200,6 +200,23 @@ def test_a_fit_whose_trajectories_are_too_short_passes_the_batched_retry(capsys)
     assert fs.summary()["sampler"].tolist() == ["batch", "batch"] and fs.summary()["retried"].all()
 
 
+def test_fitset_small_multiples(small_set, tmp_path):
+    _, fs = small_set
+    fig = fs.plot(ncols=2)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == len(fs) == 4                     # the group that failed validation is not drawn
+    assert all(ax.get_xscale() == "log" and ax.collections for ax in panels)
+    assert "c0" in panels[0].get_title() and "4 of 4 fitted groups" in fig._suptitle.get_text()
+    one = fs.plot(keys=["c3"])
+    assert len([ax for ax in one.axes if ax.get_visible()]) == 1 and "c3" in one.axes[0].get_title()
+    fig.savefig(tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    with pytest.raises(bayescale.BayescaleError, match="no fit for group 'c1'"):
+        fs.plot(keys=["c1"])
+    with pytest.raises(bayescale.BayescaleError, match="ncols"):
+        fs.plot(ncols=0)
+
+
 def test_fitset_file_round_trip_and_export(small_set, tmp_path):
     _, fs = small_set
     path = fs.save(tmp_path / "set.nc")

@@ -115,6 +115,12 @@ class FitSet(Mapping):
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def plot(self, keys=None, **kwargs):
+        """Small multiples, one panel per group (:func:`bayescale.plots.fitset.plot_fitset`); a Figure."""
+        from ..plots.fitset import plot_fitset
+
+        return plot_fitset(self, keys, **kwargs)
+
     def __str__(self) -> str:
         failed = len(self.fits) - self.passed
         head = (f"{self.law.name}: {len(self.all_keys)} groups, {len(self.fits)} fitted "

@@ -287,11 +287,13 @@ def test_rollout_expanding_windows():
     assert bt.summary.loc["power_law_constant", "fits"] == 2
     assert bt.holdout.startswith("expanding window by x")
     assert bt.summary.loc["power_law_constant", "median_are"] < 0.05
-    # the windows were one batch (the default); by NUTS the scores agree within Monte Carlo error
+    # the windows were one batch (the default); by NUTS the predictive medians agree within Monte Carlo
+    # error: a median from ~1,000 effective draws has se ~1.25 sd / sqrt(1000) ~ 0.012 x the 90% width
+    # (3.29 sd), so two samplers' medians differ by < 0.05 x the width at about 3 se
     assert {_first_sampler(f) for f in bt.fits} == {"bayescale.inference.lockstep"}
     nuts = rollout(frame, "power_law_constant", by="x", k=2, start=0.5, seed=0, batch=False, **SMALL)
     assert {_first_sampler(f) for f in nuts.fits} == {"bayescale.nuts"}
-    np.testing.assert_allclose(nuts.table["predicted"], t["predicted"], rtol=0.01)
+    assert np.all(np.abs(nuts.table["predicted"] - t["predicted"]) < 0.05 * nuts.table["width_90"])
     assert nuts.table["hit_90"].tolist() == t["hit_90"].tolist()
 
 

@@ -333,16 +333,15 @@ def _retry_failed(fitset: FitSet, settings: dict, bar=None) -> FitSet:
     for key in failed:
         first = fits[key]
         earlier = first.settings.get("retried")          # the batched retry's record, if it ran
-        if earlier:
-            first = replace(first, settings={**first.settings, "steps": earlier["first_attempt"]["steps"]})
         run = {k: first.settings[k] for k in nuts}
         again = retry_settings(first.diagnostics, run)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             new = fit(first.runs.table, law=fitset.law, noise=fitset.noise, seed=first.settings["seed"], retry=False,
                       progress=False, reference=settings.get("reference"), **again)
+        steps = earlier["first_attempt"]["steps"] if earlier else first.settings["steps"]
         retried = {"first_attempt": {**{k: run[k] for k in again}, "sampler": first.settings["sampler"],
-                                     "steps": first.settings["steps"]},
+                                     "steps": steps},
                    "first_problems": list(earlier["first_problems"] if earlier else first.diagnostics.problems),
                    **({"batched_retry": {"steps": earlier["changed"]["steps"],
                                          "problems": list(first.diagnostics.problems)}} if earlier else {}),

@@ -110,8 +110,8 @@ class SBC:
     law: str
     noise: str
     thin: int
-    table: pd.DataFrame          # rep, passed, first_passed, sampler, seconds, ess_bulk_per_s, problems, first_problems,
-    #                              rank_<p>, true_<p>
+    table: pd.DataFrame          # rep, passed, first_passed, sampler, seconds, ess_bulk_per_s, problems,
+    #                              first_problems, rank_<p>, true_<p>
     params: tuple[str, ...]
     problems: tuple[str, ...]    # per failed replication: its gate problems
 
@@ -130,9 +130,12 @@ class SBC:
         t = self.table
         if "sampler" not in t or not (t["sampler"] == "bayescale.inference.lockstep").any():
             return ""
+        from .many import RETRY_STEPS
+
         again = ~t["first_passed"]
         nuts = int((again & (t["sampler"] == "bayescale.nuts")).sum())
-        return f"; retried {int(again.sum())}: {int(again.sum()) - nuts} in the batch (3x steps), {nuts} by NUTS"
+        return (f"; retried {int(again.sum())}: {int(again.sum()) - nuts} in the batch ({RETRY_STEPS}x steps), "
+                f"{nuts} by NUTS")
 
     def p_values(self, bins: int = 10) -> dict:
         return {p: rank_uniformity(self.table[f"rank_{p}"], self.thin, bins) for p in self.params}

@@ -47,7 +47,7 @@ import pandas as pd
 
 from .cards import Law, resolve_law
 from .checks import check_int
-from .errors import BayescaleError, DataError
+from .errors import BayescaleError, DataError, format_rows
 from .predict import prob_label
 from .runs import prepare_grid, prepare_runs, read_table, rename_columns
 
@@ -294,7 +294,8 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
              split_column: str | None = None, train_value=None, group=None, noise: str | None = None,
              mapping=None, prob=(0.5, 0.9), chains: int = 4, warmup: int = 1000, draws: int = 1000,
              seed: int = 0, target_accept: float = 0.8, progress: bool = False, law_check: bool = False,
-             calibrate: bool = False, batch: bool | None = None) -> Backtest:
+             calibrate: bool = False, batch: bool | None = None, pool: str | None = None, vary=None,
+             offsets: str = "auto") -> Backtest:
     """Fit each law on the runs not held out, predict the held-out runs (module docstring).
 
     ``runs``: DataFrame or CSV path; ``laws``: a name, a Law or a list;
@@ -314,8 +315,14 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
     this by default when one law is named).  ``calibrate``: calibrate
     each fold's fit by a compute rollout of its own training rows
     (:func:`bayescale.calibrate`) and score its calibrated band beside
-    the raw one (``cal_*`` columns of both tables).
+    the raw one (``cal_*`` columns of both tables).  ``pool`` and ``vary``: one model partially
+    pooled over the groups of column ``pool`` (``fit(..., group=pool, vary=vary, offsets=offsets)``,
+    :mod:`bayescale.inference.pooling`) fitted on the training runs of every group together; each
+    held-out run is predicted by its group's view of the fit, or as a new group's run when its group
+    has no training runs (a leave-one-group-out split: ``split_column``); table columns ``group``
+    and ``new_group``.
     """
+    pool_options = _pool_options(pool, vary, offsets, group=group, calibrate=calibrate, law_check=law_check)
     if law_check:
         from .evidence.lawcheck import backtest_with_law_check
 
@@ -332,7 +339,7 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
 
     # every group's fits of a law in one batch (fit_many); a single split stays a NUTS fit
     runner = _Runner(laws, noise, probs, settings, calibrate=calibrate,
-                     batch=group is not None if batch is None else bool(batch))
+                     batch=group is not None if batch is None else bool(batch), pool=pool_options)
     description = None
     groups = _groups(raw, frame, group)
     for label, graw, gframe in groups:
@@ -342,6 +349,8 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 prepared = _prepare(laws, gframe, noise)
+            if pool is not None:
+                prepared = _with_labels(prepared, graw, pool)
             extra = {} if label is None else {"group": label}
             runner.run(prepared, ~held, held, desc, extra)
         except DataError as exc:
@@ -354,7 +363,45 @@ def backtest(runs, laws, *, holdout: str | None = None, holdout_top=None, by: st
         if holdout_top is not None:  # the threshold differs between groups
             description = f"top {100 * _parse_fraction(holdout_top):.4g}% of runs by {by}"
         description = f"{description} in each group of {group if isinstance(group, str) else list(group)}"
+    if pool is not None:
+        names = vary if isinstance(vary, str) else ", ".join(map(str, vary))
+        description = f"{description}; one model partially pooled over {pool!r} ({names} varying by group)"
     return runner.result(description, t0)
+
+
+def _pool_options(pool, vary, offsets, *, group, calibrate, law_check) -> dict | None:
+    """``fit``'s pooling arguments for a pooled backtest, or None; clear errors for what it cannot combine."""
+    if pool is None and vary is None:
+        return None
+    if pool is None or vary is None:
+        raise BayescaleError("a pooled backtest needs both pool (the group column) and vary (the parameters "
+                             "that vary by group, e.g. vary=['L_c'])")
+    if not isinstance(pool, str):
+        raise BayescaleError(f"pool must be one column name, got {pool!r}")
+    for name, used in (("group (separate learning curves)", group is not None), ("calibrate", calibrate),
+                       ("law_check", law_check)):
+        if used:
+            raise BayescaleError(f"a pooled backtest (pool={pool!r}) cannot be combined with {name}")
+    return {"group": pool, "vary": vary, "offsets": offsets}
+
+
+def _with_labels(prepared: dict, raw: pd.DataFrame, column: str) -> dict:
+    """Each law's prepared runs with the pool column's labels beside the inputs (rows align with ``raw``)."""
+    from dataclasses import replace
+
+    if column not in raw.columns:
+        raise DataError(f"pool column {column!r} does not exist; columns are {list(map(str, raw.columns))}")
+    labels = raw[column]
+    missing = np.flatnonzero(labels.isna().to_numpy())
+    if len(missing):
+        raise DataError(f"pool column {column!r} is missing at {format_rows(missing)}; every run needs a group")
+    out = {}
+    for name, runs in prepared.items():
+        if column in runs.table.columns:
+            raise DataError(f"pool column {column!r} is also an input or the response of law {name!r}; "
+                            "name a label column")
+        out[name] = replace(runs, table=runs.table.assign(**{column: labels.astype(str).to_numpy()}))
+    return out
 
 
 def _rollout_thresholds(values: np.ndarray, k: int, start: float) -> list[float]:

@@ -328,3 +328,81 @@ def test_the_compiled_sampler_does_not_depend_on_which_run_is_in_which_group():
     b = make_pooling(law, list("xyzxyz"), ["E"], "fam")
     assert a != b and a.for_program() == b.for_program() and hash(a.for_program()) == hash(b.for_program())
     assert a.for_program().site_names == a.site_names
+
+
+def _backtest_runs() -> pd.DataFrame:
+    runs = families()
+    runs["train"] = (runs.groupby("fam")["x"].rank(ascending=False) > 2).astype(int)  # each family's 2 largest x out
+    runs.loc[runs["fam"] == "d", "train"] = 0          # family d has no training run: predicted as a new group
+    return runs
+
+
+@pytest.fixture(scope="module")
+def pooled_backtest():
+    from bayescale.backtest import backtest
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return backtest(_backtest_runs(), "power_law_constant", split_column="train", pool="fam", vary=["E"], seed=2,
+                        chains=2, warmup=300, draws=300)
+
+
+def test_a_pooled_backtest_predicts_each_held_out_run_by_its_groups_fit(pooled_backtest):
+    bt = pooled_backtest
+    t = bt.table
+    fit = bt.fits[0]
+    assert fit.pooling is not None and fit.pooling.levels == ("a", "b", "c")
+    for level in "abc":
+        rows = t[t["group"] == level]
+        assert len(rows) == 2 and not rows["new_group"].any()
+        with warnings.catch_warnings():      # short test settings: the gate's verdict is not what is tested here
+            warnings.simplefilter("ignore", bs.ConvergenceWarning)
+            view = bs.predict(fit.group(level), rows[["x"]], prob=(0.5, 0.9), warn_beyond=np.inf)
+        assert np.allclose(rows["law_median"], view["median"], rtol=1e-12)
+        assert (rows["are"] < 0.03).all()        # 1% noise, the next 0.5 decade of x
+    new = t[t["new_group"]]
+    assert set(new["group"]) == {"d"} and len(new) == 10
+    # a new group's band carries the group scale: far wider than a fitted group's next runs
+    assert new["rel_width_90"].min() > 2 * t.loc[~t["new_group"], "rel_width_90"].max()
+    s = bt.summary.loc["power_law_constant"]
+    assert s["n_test"] == 16 and s["n_groups"] == 4 and s["fits"] == 1
+    assert "one model partially pooled over 'fam' (E varying by group)" in bt.holdout
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    ({"pool": "fam"}, BayescaleError, "needs both pool"),
+    ({"vary": ["E"]}, BayescaleError, "needs both pool"),
+    ({"pool": "fam", "vary": ["E"], "group": "fam"}, BayescaleError, r"cannot be combined with group"),
+    ({"pool": "fam", "vary": ["E"], "calibrate": True}, BayescaleError, "cannot be combined with calibrate"),
+    ({"pool": "family", "vary": ["E"]}, bs.DataError, r"pool column 'family' does not exist; columns are"),
+    ({"pool": "gap", "vary": ["E"]}, bs.DataError, r"pool column 'gap' is missing at row 3; every run needs a group"),
+    ({"pool": "x", "vary": ["E"]}, bs.DataError, r"pool column 'x' is also an input or the response"),
+])
+def test_a_pooled_backtest_refuses_what_it_cannot_do(kwargs, error, pattern):
+    from bayescale.backtest import backtest
+
+    runs = _backtest_runs().assign(gap=lambda d: d["fam"].where(d.index != 3))
+    with pytest.raises(error, match=pattern):
+        backtest(runs, "power_law_constant", split_column="train", **kwargs)
+
+
+def test_command_line_backtests_a_pooled_model(tmp_path):
+    import contextlib
+    import io
+    import json
+
+    from bayescale.cli import main
+
+    csv = tmp_path / "fam.csv"
+    _backtest_runs().to_csv(csv, index=False)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["backtest", str(csv), "--law", "power_law_constant", "--split-column", "train", "--pool", "fam",
+                     "--vary", "E", "--chains", "2", "--warmup", "150", "--draws", "150", "--no-progress", "--json"])
+    assert code in (0, 3), err.getvalue()
+    report = json.loads(out.getvalue())
+    assert "partially pooled over 'fam'" in report["holdout"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err := io.StringIO()):
+        code = main(["backtest", str(csv), "--law", "power_law_constant", "--rollout", "2", "--pool", "fam",
+                     "--vary", "E"])
+    assert code == 2 and "--pool/--vary are for --holdout" in err.getvalue() and "Traceback" not in err.getvalue()

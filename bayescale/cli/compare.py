@@ -86,6 +86,7 @@ def register(subparsers) -> None:
                   --map x=train_set_size loss=test_cross_entropy
               bayescale backtest runs.csv --law chinchilla --rollout 3 --by C
               bayescale backtest curves.csv --law chinchilla --rollout-compute 4 --run model
+              bayescale backtest runs.csv --law chinchilla --split-column train --pool family --vary L_c
             """))
     p.add_argument("runs", help="CSV file with one row per training run")
     p.add_argument("--law", "--laws", dest="laws", required=True,
@@ -104,6 +105,12 @@ def register(subparsers) -> None:
     p.add_argument("--by", default="C", help="column for --holdout-top and --rollout (default C)")
     p.add_argument("--train-value", help="the --split-column label of training runs, when not recognisable")
     p.add_argument("--group", help="comma-separated columns: backtest each group (learning curve) separately")
+    p.add_argument("--pool", metavar="COLUMN",
+                   help="fit one model partially pooled over the groups of COLUMN (with --vary); a held-out run "
+                        "is predicted by its group's fit, or as a new group's when its group has no training runs")
+    p.add_argument("--vary", metavar="PARAMS", help="with --pool: comma-separated parameters that vary by group")
+    p.add_argument("--offsets", choices=["auto", "centred", "non-centred", "marginal"], default="auto",
+                   help="with --pool: the group offsets' form (as for fit)")
     p.add_argument("--run", metavar="COLUMN",
                    help="with --rollout-compute: the column naming each row's training run (checkpoint data)")
     p.add_argument("--noise", choices=list(NOISE_MODELS), help="noise model (default: each card's)")
@@ -225,7 +232,10 @@ def run_backtest(args) -> int:
     rolling = args.rollout_compute is not None or args.rollout is not None
     if args.law_check and rolling:
         raise BayescaleError("--law-check is for --holdout, --holdout-top and --split-column backtests")
-    law_check = (len(laws) == 1 and not rolling) if args.law_check is None else args.law_check
+    pooled = args.pool is not None or args.vary is not None
+    if pooled and rolling:
+        raise BayescaleError("--pool/--vary are for --holdout, --holdout-top and --split-column backtests")
+    law_check = (len(laws) == 1 and not rolling and not pooled) if args.law_check is None else args.law_check
     if args.rollout_compute is not None:
         from ..evidence.rollout import rollout_compute
 
@@ -236,6 +246,7 @@ def run_backtest(args) -> int:
     else:
         result = backtest(args.runs, laws, holdout=args.holdout, holdout_top=args.holdout_top, by=args.by,
                           split_column=args.split_column, train_value=args.train_value,
-                          group=_list(args.group), law_check=law_check, **settings)
+                          group=_list(args.group), law_check=law_check, pool=args.pool, vary=_list(args.vary),
+                          offsets=args.offsets, **settings)
     _emit_with_plot(args, result, plot, "plot_backtest")
     return gate_status(args, int(result.summary["fits_failed_gate"].sum()) > 0)

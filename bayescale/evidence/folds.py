@@ -76,6 +76,24 @@ def _score(fit, test: pd.DataFrame, probs) -> pd.DataFrame:
     return out
 
 
+def _score_pooled(fit, test: pd.DataFrame, probs, column: str) -> pd.DataFrame:
+    """:func:`_score` for a fit pooled over the groups of ``column``: each held-out run predicted by its
+    group's view of the fit (:meth:`bayescale.result.Fit.group`), or, for a group with no training runs,
+    by a new group's (a fresh offset per draw); columns ``group`` (the level) and ``new_group``."""
+    from ..inference.pooling import NEW_GROUP
+
+    labels = test[column].astype(str)
+    parts = []
+    for level in pd.unique(labels):
+        rows = test[labels == level]
+        fitted = level in fit.pooling.levels
+        part = _score(fit.group(level if fitted else NEW_GROUP), rows, probs)
+        part.insert(0, "new_group", not fitted)
+        part.insert(0, "group", level)
+        parts.append(part)
+    return pd.concat(parts).loc[test.index]
+
+
 def _summarise(table: pd.DataFrame, probs, gate: dict) -> pd.DataFrame:
     rows = []
     for law, part in table.groupby("law", sort=False):
@@ -104,9 +122,10 @@ def _summarise(table: pd.DataFrame, probs, gate: dict) -> pd.DataFrame:
 class _Runner:
     """Fits and scores every (law, split) pair with the same sampler settings."""
 
-    def __init__(self, laws, noise, probs, settings, calibrate: bool = False, batch: bool = False):
+    def __init__(self, laws, noise, probs, settings, calibrate: bool = False, batch: bool = False, pool=None):
         self.laws, self.noise, self.probs, self.settings = laws, noise, probs, settings
         self.calibrate, self.batch = calibrate, batch
+        self.pool = pool      # None, or fit's pooling options {"group": column, "vary": ..., "offsets": ...}
         self.rows, self.fits, self.notes, self.jobs = [], [], [], []
         self.gate = {law.name: [0, 0] for law in laws}
         self.fit_seconds = 0.0
@@ -126,7 +145,9 @@ class _Runner:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if self.batch and len(tables) > 1:
+            if self.pool is not None:      # one pooled NUTS fit per split (fit_many fits groups independently)
+                fits = [fit_law(t, law=law, noise=self.noise, **self.pool, **self.settings) for t in tables]
+            elif self.batch and len(tables) > 1:
                 from ..inference.many import fit_many
 
                 batch = fit_many(dict(enumerate(tables)), law=law, noise=self.noise, **self.settings)
@@ -155,7 +176,9 @@ class _Runner:
                                       f"diagnostics gate: {'; '.join(fitted.diagnostics.problems)}")
                 if self.calibrate:
                     fitted = self._calibrated(fitted, law, extra)
-                scored = _score(fitted, prepared[law.name].table[test], self.probs)
+                test_rows = prepared[law.name].table[test]
+                scored = (_score(fitted, test_rows, self.probs) if self.pool is None else
+                          _score_pooled(fitted, test_rows, self.probs, self.pool["group"]))
                 scored.insert(0, "run", np.flatnonzero(test))
                 for k, v in reversed(list(extra.items())):
                     scored.insert(0, k, v)

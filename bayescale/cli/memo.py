@@ -67,6 +67,7 @@ def register(subparsers) -> None:
                   --target 1.95 --out memo/
               bayescale memo runs.csv --laws chinchilla --noise student_t_log,normal_raw --plan N=7e10,D=1.4e12
               bayescale memo fit_a.nc fit_b.nc --budget 1e24 --out memo/ --no-backtest
+              bayescale memo runs.csv --law chinchilla --pool family --vary L_c --group family-b --budget 1e22
             """))
     p.add_argument("inputs", nargs="+", metavar="RUNS_OR_FITS",
                    help="a runs CSV (with --laws), or fit files (.nc) from `bayescale fit --out`")
@@ -102,6 +103,14 @@ def register(subparsers) -> None:
                    help="state the extrapolation-calibrated band (a compute rollout of each fit's runs), with the "
                         "posterior predictive beside it, and score it in the backtest (default: for a runs CSV, "
                         "or fit files that carry a calibration)")
+    p.add_argument("--pool", metavar="COLUMN",
+                   help="fit each law partially pooled over the groups of COLUMN (with --vary and --group)")
+    p.add_argument("--vary", metavar="PARAMS", help="with --pool: comma-separated parameters that vary by group")
+    p.add_argument("--offsets", choices=["auto", "centred", "non-centred", "marginal"], default="auto",
+                   help="with --pool: the group offsets' form (as for fit)")
+    p.add_argument("--group", metavar="LEVEL",
+                   help="for fits pooled over groups (--pool, or pooled fit files): the group the memo answers "
+                        "for, or 'new' for a group not in the data")
     add_sampler_options(p)
     add_strict(p, "a fit behind the answer failed the diagnostics gate (the memo is still written)")
     add_json(p)
@@ -150,7 +159,9 @@ def run_memo(args) -> int:
         holdout=args.holdout, split_column=args.split_column, by=args.by, utility=args.utility, q=args.q,
         reloo=args.reloo, title=args.title, command=command_line(args), progress=args.progress,
         law_check="auto" if args.law_check is None else args.law_check,
-        calibrate="auto" if args.calibrate is None else args.calibrate, **sampler_settings(args))
+        calibrate="auto" if args.calibrate is None else args.calibrate, group=args.group, pool=args.pool,
+        vary=[v.strip() for v in args.vary.split(",") if v.strip()] if args.vary else None, offsets=args.offsets,
+        **sampler_settings(args))
     paths = write_memo(memo, out, force=args.force)
     return report(args, memo, paths)
 

@@ -141,7 +141,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
                backtest: bool = True, utility: str = "mean", q: float = 0.9, within: float = 0.05,
                reloo=None, chains: int = 4, warmup: int = 1000, draws: int = 1000, seed: int = 0,
                target_accept: float = 0.8, figures: bool = True, title=None, data_note=None, truth=None,
-               command=None, progress=None, law_check="auto", calibrate="auto") -> Memo:
+               command=None, progress=None, law_check="auto", calibrate="auto", group=None, pool=None, vary=None,
+               offsets="auto") -> Memo:
     """Everything a decision memo states, computed once (see the module docstring).
 
     ``runs``: DataFrame or CSV path; ``laws``: names (or Laws), fitted with
@@ -166,6 +167,12 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     posterior predictive beside it, and the backtest scores that band too (each fold calibrated on
     its own training rows).  ``"auto"`` (default): when the memo fits the laws, or when every given
     fit already carries a calibration; ``True`` calibrates given fits that lack one; ``False`` never.
+    ``pool`` and ``vary`` (with ``runs``): fit each law partially pooled over the groups of column
+    ``pool`` (``fit(..., group=pool, vary=vary, offsets=offsets)``); ``group``: for fits pooled over
+    groups (fitted here or given), the group the memo answers for, a level or ``"new"`` (a group not in
+    the data).  Pooled fits are compared whole, backtested as one pooled model per split
+    (:func:`bayescale.backtest`, ``pool=``), and answered for ``group``; their band is the posterior
+    predictive (the extrapolation calibration and the law check are not available for them yet).
     """
     t_start = time.perf_counter()
     say = Steps("memo", progress is not False)
@@ -187,6 +194,7 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     if calibrate not in ("auto", True, False):
         raise BayescaleError(f"calibrate must be 'auto', True or False, got {calibrate!r}")
     settings = {"chains": chains, "warmup": warmup, "draws": draws, "seed": seed, "target_accept": target_accept}
+    asked = (law_check, calibrate)       # before "auto" is resolved: what a pooled memo must refuse
 
     frame, file_sha = None, None
     if runs is not None:
@@ -202,7 +210,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         if law_list == [None]:
             raise BayescaleError("laws must name at least one law, e.g. ['chinchilla', 'kaplan']")
         specs = [(law, n) for law in law_list for n in _names_list(noise, "noise")]
-        fits, data_notes = _fit_all(runs, specs, mapping, settings, say)
+        pooling = _pool_arguments(pool, vary, offsets)
+        fits, data_notes = _fit_all(runs, specs, mapping, settings, say, **pooling)
         if law_check == "auto":
             law_check = len(law_list) == 1
         if calibrate == "auto":
@@ -210,6 +219,8 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
     else:
         from ..result import Fit
 
+        if pool is not None or vary is not None:
+            raise BayescaleError("pool and vary say how to fit the runs; with fits=, the fits' own pooling is used")
         fits = [fits] if isinstance(fits, Fit) else list(fits)
         if not fits or not all(isinstance(f, Fit) for f in fits):
             raise BayescaleError("fits must be a Fit or a non-empty list of Fit objects")
@@ -219,6 +230,10 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         if calibrate == "auto":
             calibrate = all(getattr(f, "calibration", None) is not None for f in fits)
     names = _fit_names(fits)
+    fits_whole, group_note = fits, _pooled_memo(fits, group, *asked)
+    if group_note is not None:
+        law_check, calibrate = False, False
+        data_notes = list(data_notes) + [group_note]
     if calibrate:
         fits, cal_notes = _calibrate_all(fits, names, say)
         data_notes = list(data_notes) + cal_notes
@@ -241,6 +256,10 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
                                                          by, split_column, say, calibrate=calibrate)
     else:
         skipped.append("no backtest was asked for (backtest=False / --no-backtest)")
+    if group_note is not None:          # from here on, every answer is the named group's
+        from ..mixture import for_group
+
+        fits = for_group(fits, group)
 
     check = None
     if law_check:
@@ -295,5 +314,42 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         wall_s=time.perf_counter() - t_start)
     say(f"memo built in {repro.wall_s:.1f} s; diagnostics {report.status.upper()}")
     return Memo(title=question.title, question=question, data=data, evidence=evidence, answer=answer,
-                sensitivity=sens, diagnostics=report, reproducibility=repro, figures=figs, fits=tuple(fits),
+                sensitivity=sens, diagnostics=report, reproducibility=repro, figures=figs, fits=tuple(fits_whole),
                 holdout_fits=tuple(holdout_fits))
+
+
+def _pool_arguments(pool, vary, offsets) -> dict:
+    """``fit``'s pooling arguments for the memo's own fits ({} when not pooling)."""
+    if pool is None and vary is None:
+        return {}
+    if pool is None or vary is None:
+        raise BayescaleError("a pooled memo needs both pool (the group column) and vary (the parameters that vary "
+                             "by group, e.g. vary=['L_c'])")
+    return {"group": pool, "vary": vary, "offsets": offsets}
+
+
+def _pooled_memo(fits, group, law_check, calibrate) -> str | None:
+    """For fits pooled over groups: check ``group`` and what cannot be combined; the data note saying whose
+    answer the memo gives.  None when no fit is pooled (then ``group`` must be None)."""
+    pooled = [f for f in fits if f.pooling is not None]
+    if not pooled:
+        if group is not None:
+            raise BayescaleError(f"group={group!r} is given, but no fit is pooled over groups (fit with pool= and "
+                                 "vary=, CLI --pool COL --vary P)")
+        return None
+    p = pooled[0].pooling
+    if len(pooled) != len(fits) or any(f.pooling.column != p.column for f in pooled):
+        raise BayescaleError("a memo's fits must all be pooled over the same group column, or none of them")
+    if group is None:
+        shown = ", ".join(map(repr, p.levels[:12])) + (" ..." if len(p.levels) > 12 else "")
+        raise BayescaleError(f"the fits are pooled over {len(p.levels)} groups of {p.column!r}: say which group the "
+                             f"memo answers for, group=LEVEL (CLI --group LEVEL): one of {shown}, or 'new'")
+    for name, asked in (("law_check", law_check), ("calibrate", calibrate)):
+        if asked is True:
+            raise BayescaleError(f"{name}=True is not available for fits pooled over groups yet")
+    p.level_index(group)               # a clear error for a level that is not in the data
+    whose = ("a new group (one not in the data: a fresh group offset per draw)" if p.level_index(group) is None
+             else f"group {str(group)!r}")
+    return (f"The answers are for {whose} of column {p.column!r}, from one model partially pooled over its "
+            f"{len(p.levels)} groups ({', '.join(p.vary)} varying by group, the rest shared); the stated bands are "
+            "the posterior predictive (the extrapolation calibration is not available for pooled fits yet).")

@@ -31,7 +31,7 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
-def _fit_all(runs, specs, mapping, settings, say) -> tuple[list, list[str]]:
+def _fit_all(runs, specs, mapping, settings, say, **pooling) -> tuple[list, list[str]]:
     from ..fitting import fit
 
     fits, notes = [], []
@@ -42,12 +42,28 @@ def _fit_all(runs, specs, mapping, settings, say) -> tuple[list, list[str]]:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            f = fit(runs, law, noise=noise, mapping=mapping, progress=False, **settings)
+            f = fit(runs, law, noise=noise, mapping=mapping, progress=False, **pooling, **settings)
         notes += [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, DataWarning)]
         verdict = "diagnostics pass" if f.diagnostics.passed else "diagnostics FAIL"
         say(f"  {f.law.name} on {len(f.runs)} runs: {time.perf_counter() - t0:.1f} s, {verdict}")
         fits.append(f)
     return fits, list(dict.fromkeys(notes))
+
+
+def _pooled(f) -> dict:
+    """A pooled fit's pooling as :func:`bayescale.backtest`'s arguments ({} for other fits)."""
+    p = f.pooling
+    if p is None:
+        return {}
+    return {"pool": p.column, "vary": dict(zip(p.vary, p.scales)), "offsets": "marginal" if p.marginal else "auto"}
+
+
+def _fitted_rows(f):
+    """The runs a fit was made on, with a pooled fit's group column beside them."""
+    if f.pooling is None:
+        return f.runs.table
+    p = f.pooling
+    return f.runs.table.assign(**{p.column: [p.levels[i] for i in p.index]})
 
 
 def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_column, say, calibrate=False):
@@ -63,12 +79,12 @@ def _backtests(frame, fits, names, mapping, holdout, holdout_top, by, split_colu
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                bt = backtest(frame if frame is not None else f.runs.table, [f.law], noise=f.noise,
+                bt = backtest(frame if frame is not None else _fitted_rows(f), [f.law], noise=f.noise,
                               mapping=mapping if frame is not None else None, holdout=holdout,
                               holdout_top=holdout_top, by=by, split_column=split_column,
                               chains=s.get("chains", 4), warmup=s.get("warmup", 1000),
                               draws=s.get("draws", 1000), seed=s.get("seed", 0),
-                              target_accept=s.get("target_accept", 0.8), calibrate=calibrate)
+                              target_accept=s.get("target_accept", 0.8), calibrate=calibrate, **_pooled(f))
         except DataError as exc:
             skipped.append(f"backtest of {name} skipped: {exc}")
             say(f"  skipped: {exc}")

@@ -29,7 +29,9 @@ Which runs are held out (one of):
   cannot be recognised).
 
 ``group=[...]`` runs the backtest separately on every group of rows (one
-learning curve each), pooling the held-out runs in the summary.
+learning curve each), pooling the held-out runs in the summary;
+``pool="family", vary=[...]`` instead fits one model partially pooled over
+the groups and predicts each held-out run by its group's fit.
 :func:`rollout` is the expanding-window variant: fit on runs below each of
 ``k`` increasing thresholds of ``by``, predict the next band.
 """

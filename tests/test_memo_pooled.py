@@ -85,8 +85,14 @@ def test_a_pooled_memo_says_what_it_needs(memo_b):
         build_memo(fits=fits, group="z", plan=PLAN, backtest=False, figures=False, progress=False)
     with pytest.raises(BayescaleError, match="calibrate=True is not available for fits pooled over groups"):
         build_memo(fits=fits, group="a", calibrate=True, plan=PLAN, backtest=False, figures=False, progress=False)
+    # checked before any fit
     with pytest.raises(BayescaleError, match="needs both pool"):
         build_memo(families(), ["chinchilla"], pool="fam", plan=PLAN, progress=False)
+    with pytest.raises(BayescaleError, match=r"answers for one group: give group=LEVEL"):
+        build_memo(families(), ["chinchilla"], pool="fam", vary=["L_c"], plan=PLAN, progress=False)
+    with pytest.raises(BayescaleError, match="law_check=True is not available"):
+        build_memo(families(), ["chinchilla"], pool="fam", vary=["L_c"], group="a", law_check=True, plan=PLAN,
+                   progress=False)
     with pytest.raises(BayescaleError, match="with fits=, the fits' own pooling is used"):
         build_memo(fits=fits, pool="fam", vary=["L_c"], group="a", plan=PLAN, progress=False)
 

@@ -210,7 +210,7 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         if law_list == [None]:
             raise BayescaleError("laws must name at least one law, e.g. ['chinchilla', 'kaplan']")
         specs = [(law, n) for law in law_list for n in _names_list(noise, "noise")]
-        pooling = _pool_arguments(pool, vary, offsets)
+        pooling = _pool_arguments(pool, vary, offsets, group, *asked)
         fits, data_notes = _fit_all(runs, specs, mapping, settings, say, **pooling)
         if law_check == "auto":
             law_check = len(law_list) == 1
@@ -318,13 +318,19 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
                 holdout_fits=tuple(holdout_fits))
 
 
-def _pool_arguments(pool, vary, offsets) -> dict:
-    """``fit``'s pooling arguments for the memo's own fits ({} when not pooling)."""
+def _pool_arguments(pool, vary, offsets, group, law_check, calibrate) -> dict:
+    """``fit``'s pooling arguments for the memo's own fits ({} when not pooling), checked before any fit."""
     if pool is None and vary is None:
         return {}
     if pool is None or vary is None:
         raise BayescaleError("a pooled memo needs both pool (the group column) and vary (the parameters that vary "
                              "by group, e.g. vary=['L_c'])")
+    if group is None:
+        raise BayescaleError(f"a memo pooled over {pool!r} answers for one group: give group=LEVEL (CLI --group "
+                             "LEVEL), or 'new' for a group not in the data")
+    for name, value in (("law_check", law_check), ("calibrate", calibrate)):
+        if value is True:
+            raise BayescaleError(f"{name}=True is not available for fits pooled over groups yet")
     return {"group": pool, "vary": vary, "offsets": offsets}
 
 

@@ -384,7 +384,7 @@ def test_student_t_log_vs_normal_raw_on_epoch_data(epoch_runs, epoch_fit):
 def test_several_exact_loo_refits_run_as_one_batch_and_agree_with_nuts_refits(fits):
     """Three bad runs: their refits are one fit_many batch (lockstep HMC); each exact value agrees with
     the NUTS refit of the same run within Monte Carlo error, and with PSIS where PSIS is fine."""
-    from bayescale.compare import RELOO_SETTINGS, exact_loo_many, log_density, lpd
+    from bayescale.compare import _reloo_settings, exact_loo_many, log_density, lpd
 
     a = fits[0]
     k = azstats.loo(a.idata)["pareto_k"]
@@ -395,14 +395,16 @@ def test_several_exact_loo_refits_run_as_one_batch_and_agree_with_nuts_refits(fi
     values = dict(zip(bad, exact_loo_many(a, bad)))
     table = a.runs.table
     rests = {i: table.drop(index=i).reset_index(drop=True) for i in bad}
-    settings = {**RELOO_SETTINGS, "seed": a.settings["seed"], "progress": False}
-    batch = bayescale.fit_many(rests, law=a.law, **settings)           # what exact_loo_many runs
+    # what exact_loo_many runs: the refit settings with the fit's own seed, target acceptance (0.95 if the
+    # fit itself needed the automatic refit) and metric
+    settings = {**_reloo_settings(a, None), "progress": False}
+    batch = bayescale.fit_many(rests, law=a.law, noise=a.noise, **settings)
     for i in bad:
         held = table.iloc[[i]]
         x, y = {"x": held["x"].to_numpy(float)}, held["loss"].to_numpy(float)
         logp_batch = log_density(batch[i], x, y)[:, 0]
         assert c.pointwise["power_law_constant"][i] == values[i][0] == pytest.approx(float(lpd(logp_batch[:, None])[0]))
-        nuts = bayescale.fit(rests[i], law=a.law, **settings)
+        nuts = bayescale.fit(rests[i], law=a.law, noise=a.noise, **settings)
         logp_nuts = log_density(nuts, x, y)[:, 0]
 
         def se(logp):     # delta-method error of log mean exp, draws counted as half as many (autocorrelation)

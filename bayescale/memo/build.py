@@ -230,7 +230,7 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
         if calibrate == "auto":
             calibrate = all(getattr(f, "calibration", None) is not None for f in fits)
     names = _fit_names(fits)
-    fits_whole, group_note = fits, _pooled_memo(fits, group, *asked)
+    group_note = _pooled_memo(fits, group, *asked)
     if group_note is not None:
         law_check, calibrate = False, False
         data_notes = list(data_notes) + [group_note]
@@ -256,6 +256,7 @@ def build_memo(runs=None, laws=("chinchilla",), *, budget=None, plan=None, targe
                                                          by, split_column, say, calibrate=calibrate)
     else:
         skipped.append("no backtest was asked for (backtest=False / --no-backtest)")
+    fits_whole = fits                   # what the memo keeps and saves: pooled fits whole
     if group_note is not None:          # from here on, every answer is the named group's
         from ..mixture import for_group
 

@@ -37,7 +37,8 @@ families of 10 runs, 1% noise: 70-120 leapfrog steps per draw and ESS below
 400, against 10 steps and ESS above 1000 centred); **non-centred** otherwise,
 where centred offsets meet the funnel of a small ``tau`` (divergences).  A
 fit that fails the gate retries in the other form when its failure points
-there (:func:`bayescale.fitting.retry_form`).
+there: many divergences, or slow mixing of non-centred offsets
+(:func:`bayescale.fitting.retry_form`).
 
 The sampled sites ``tau_P`` and ``u_P_<i>`` (``z_P_<i>`` non-centred; ``i``
 indexing :attr:`Pooling.levels`) are scalars in the posterior beside the

@@ -329,10 +329,14 @@ def _pool_arguments(pool, vary, offsets, group, law_check, calibrate) -> dict:
     if group is None:
         raise BayescaleError(f"a memo pooled over {pool!r} answers for one group: give group=LEVEL (CLI --group "
                              "LEVEL), or 'new' for a group not in the data")
+    _refuse_for_pooled(law_check, calibrate)
+    return {"group": pool, "vary": vary, "offsets": offsets}
+
+
+def _refuse_for_pooled(law_check, calibrate) -> None:
     for name, value in (("law_check", law_check), ("calibrate", calibrate)):
         if value is True:
             raise BayescaleError(f"{name}=True is not available for fits pooled over groups yet")
-    return {"group": pool, "vary": vary, "offsets": offsets}
 
 
 def _pooled_memo(fits, group, law_check, calibrate) -> str | None:
@@ -351,12 +355,10 @@ def _pooled_memo(fits, group, law_check, calibrate) -> str | None:
         shown = ", ".join(map(repr, p.levels[:12])) + (" ..." if len(p.levels) > 12 else "")
         raise BayescaleError(f"the fits are pooled over {len(p.levels)} groups of {p.column!r}: say which group the "
                              f"memo answers for, group=LEVEL (CLI --group LEVEL): one of {shown}, or 'new'")
-    for name, asked in (("law_check", law_check), ("calibrate", calibrate)):
-        if asked is True:
-            raise BayescaleError(f"{name}=True is not available for fits pooled over groups yet")
-    p.level_index(group)               # a clear error for a level that is not in the data
-    whose = ("a new group (one not in the data: a fresh group offset per draw)" if p.level_index(group) is None
-             else f"group {str(group)!r}")
+    _refuse_for_pooled(law_check, calibrate)
+    index = p.level_index(group)       # a clear error for a level that is not in the data
+    whose = "a new group (one not in the data: a fresh group offset per draw)" if index is None else \
+        f"group {str(group)!r}"
     return (f"The answers are for {whose} of column {p.column!r}, from one model partially pooled over its "
             f"{len(p.levels)} groups ({', '.join(p.vary)} varying by group, the rest shared); the stated bands are "
             "the posterior predictive (the extrapolation calibration is not available for pooled fits yet).")
